@@ -1,0 +1,1 @@
+"""Control path: lab certificate material (generator in ``certs.generate``)."""

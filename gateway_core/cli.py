@@ -1,0 +1,294 @@
+"""Control path: the command line shared by ``tier1-gateway`` and ``tier2-gateway``.
+
+    <tier>-gateway [run] --config PATH [PATH ...] [--admin-address HOST:PORT]
+                   [--cluster-name NAME] [--locality REGION/ZONE/SUBZONE] [--bind-address ADDR]
+    <tier>-gateway validate --config PATH ...
+    <tier>-gateway explain --config PATH ... [-H 'Name: value' ...] [--source-ip IP] URL
+
+``run`` is the default subcommand. ``validate`` exits 0 for a valid configuration and 1
+otherwise, printing every diagnostic. The tier packages only supply their role defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+
+from gateway_core.pipeline import build_snapshot
+from gateway_core.routing.explain import Call, Result, explain
+from gateway_core.settings import GatewaySettings
+from gateway_core.snapshot import Locality
+
+SUBCOMMANDS = ("run", "validate", "explain")
+
+
+@dataclass(frozen=True, slots=True)
+class RoleDefaults:
+    tier: str
+    description: str
+    xff_trusted_hops: int
+    spillover: bool
+
+
+def main(argv: Sequence[str] | None, role: RoleDefaults) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if not args_list or args_list[0] not in (*SUBCOMMANDS, "-h", "--help", "--version"):
+        args_list.insert(0, "run")
+    parser = _parser(role)
+    args = parser.parse_args(args_list)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper(), logging.INFO)
+        if hasattr(args, "log_level")
+        else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.command == "validate":
+        return _validate(args, role)
+    if args.command == "explain":
+        return _explain(args, role)
+    return _run(args, role)
+
+
+def _parser(role: RoleDefaults) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"{role.tier}-gateway", description=role.description)
+    parser.add_argument("--version", action="version", version="%(prog)s 0.1.0")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="serve traffic (default)")
+    _config_args(run)
+    run.add_argument(
+        "--admin-address", default="127.0.0.1:15000", type=_address, metavar="HOST:PORT"
+    )
+    run.add_argument("--access-log", default="-", help="'-' (stdout), 'off', or a file path")
+    run.add_argument(
+        "--dns-server",
+        action="append",
+        default=[],
+        type=_address,
+        metavar="HOST:PORT",
+        help="DNS server for ServiceEntry resolution (default: /etc/resolv.conf)",
+    )
+    run.add_argument(
+        "--xff-trusted-hops",
+        type=int,
+        default=role.xff_trusted_hops,
+        help=f"trusted proxies in front of this gateway (default {role.xff_trusted_hops})",
+    )
+    run.add_argument(
+        "--spillover",
+        action=argparse.BooleanOptionalAction,
+        default=role.spillover,
+        help="move a weighted destination's share to the others when it has no healthy endpoint",
+    )
+    run.add_argument("--health-path", default="/healthz/ready")
+    run.add_argument("--drain-propagation", type=float, default=5.0, metavar="SECONDS")
+    run.add_argument("--drain-deadline", type=float, default=25.0, metavar="SECONDS")
+    run.add_argument("--watch-interval", type=float, default=1.0, metavar="SECONDS")
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    validate = sub.add_parser("validate", help="check configuration and print every diagnostic")
+    _config_args(validate)
+    ex = sub.add_parser("explain", help="show how a request would be routed")
+    _config_args(ex, required=False)
+    ex.add_argument("-H", "--header", action="append", default=[], metavar="'Name: value'")
+    ex.add_argument("-X", "--method", default="GET")
+    ex.add_argument("--source-ip", default="127.0.0.1")
+    ex.add_argument(
+        "--admin-address",
+        type=_address,
+        metavar="HOST:PORT",
+        help="explain against a running gateway's live state instead of --config",
+    )
+    ex.add_argument("--json", action="store_true", help="print JSON")
+    ex.add_argument("url")
+    return parser
+
+
+def _config_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    p.add_argument(
+        "--config",
+        nargs="+",
+        required=required,
+        metavar="PATH",
+        default=[],
+        help="Istio YAML files or directories",
+    )
+    p.add_argument("--cluster-name", default="")
+    p.add_argument("--locality", default="", metavar="REGION/ZONE/SUBZONE")
+    p.add_argument("--bind-address", default="0.0.0.0")
+    p.add_argument("--cert-dir", default="certs/lab", help="where credentialName secrets live")
+    p.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="labels of this gateway (Gateway selectors, failoverPriority)",
+    )
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host or "0.0.0.0", int(port)
+
+
+def _settings(args: argparse.Namespace, role: RoleDefaults) -> GatewaySettings:
+    labels = dict(item.split("=", 1) for item in args.label if "=" in item)
+    settings = GatewaySettings(
+        tier=role.tier,
+        config_paths=tuple(args.config),
+        cluster_name=args.cluster_name,
+        locality=Locality.parse(args.locality),
+        bind_address=args.bind_address,
+        cert_dir=args.cert_dir,
+        labels=labels,
+        xff_trusted_hops=role.xff_trusted_hops,
+        spillover=role.spillover,
+    )
+    if args.command == "run":
+        settings = replace(
+            settings,
+            admin_address=args.admin_address,
+            access_log=args.access_log,
+            dns_servers=tuple(args.dns_server),
+            xff_trusted_hops=args.xff_trusted_hops,
+            spillover=args.spillover,
+            health_path=args.health_path,
+            drain_propagation=args.drain_propagation,
+            drain_deadline=args.drain_deadline,
+            watch_interval=args.watch_interval,
+            log_level=args.log_level,
+        )
+    return settings
+
+
+def _validate(args: argparse.Namespace, role: RoleDefaults) -> int:
+    result = build_snapshot(args.config, _settings(args, role).node())
+    for diag in result.diagnostics:
+        print(diag)
+    errors = len(result.diagnostics.errors)
+    warnings = len(result.diagnostics.warnings)
+    if result.ok:
+        count = sum(1 for _ in result.resources.all()) if result.resources else 0
+        print(
+            f"configuration is valid: {count} resources in {len(result.files)} files, "
+            f"{warnings} warnings"
+        )
+        return 0
+    print(f"configuration rejected: {errors} errors, {warnings} warnings", file=sys.stderr)
+    return 1
+
+
+def _explain(args: argparse.Namespace, role: RoleDefaults) -> int:
+    headers = tuple(_header(h) for h in args.header)
+    if args.admin_address:
+        return _explain_live(args, headers)
+    if not args.config:
+        print("explain needs --config or --admin-address", file=sys.stderr)
+        return 2
+    result = build_snapshot(args.config, _settings(args, role).node())
+    if result.snapshot is None:
+        for diag in result.diagnostics.errors:
+            print(diag, file=sys.stderr)
+        return 1
+    res = explain(result.snapshot, Call(args.url, args.method, headers, args.source_ip))
+    if args.json:
+        print(json.dumps(asdict(res), indent=2))
+    else:
+        print(format_result(res))
+    return 0 if res.route else 1
+
+
+def _explain_live(args: argparse.Namespace, headers: tuple[tuple[str, str], ...]) -> int:
+    host, port = args.admin_address
+    query = [("url", args.url), ("method", args.method), ("source_ip", args.source_ip)]
+    query += [("header", f"{n}: {v}") for n, v in headers]
+    url = f"http://{host}:{port}/explain?{urllib.parse.urlencode(query)}"
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        data = json.load(resp)
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0 if data.get("route") else 1
+    clusters = data.pop("clusters", {})
+    res = Result(**{k: v for k, v in data.items() if k != "destinations"})
+    res.destinations = []
+    print(format_result(res, data.get("destinations", [])))
+    for key, state in clusters.items():
+        print(f"  live state of {key}:")
+        for lvl in state["priorities"]:
+            print(
+                f"    priority {lvl['priority']}: {lvl['healthy']}/{lvl['hosts']} healthy, "
+                f"load {lvl['load']}%{' PANIC' if lvl['panic'] else ''}"
+                + (f", ejected {', '.join(lvl['ejected'])}" if lvl["ejected"] else "")
+            )
+    return 0 if data.get("route") else 1
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep:
+        raise SystemExit(f"bad header {text!r}: expected 'Name: value'")
+    return name.strip(), value.strip()
+
+
+def format_result(res: Result, raw_destinations: list[dict[str, object]] | None = None) -> str:
+    lines = [f"listener:        {res.listener or '-'}", f"gateway server:  {res.server or '-'}"]
+    lines.append(f"virtual host:    {res.virtual_host or '-'}")
+    if res.route is None:
+        lines.append(f"result:          {res.reason}")
+        return "\n".join(lines)
+    lines.append(f"virtual service: {res.virtual_service}")
+    lines.append(f"rule:            http[{res.rule_index}] ({res.route})")
+    lines.append(
+        "matched:         "
+        + (json.dumps(res.match) if res.match else "(no match block: matches all)")
+    )
+    if res.action == "redirect":
+        lines.append(f"action:          redirect {res.status} -> {res.redirect}")
+    elif res.action == "direct_response":
+        lines.append(f"action:          direct response {res.status}")
+    else:
+        lines.append("action:          route")
+        dests = (
+            raw_destinations
+            if raw_destinations is not None
+            else [asdict(d) for d in res.destinations]
+        )
+        for d in dests:
+            lines.append(
+                f"  -> {d['host']}:{d['port']} subset={d['subset'] or '-'} weight={d['weight']} "
+                f"share={float(str(d['share'])) * 100:.1f}%  cluster {d['cluster']}"
+            )
+            endpoints = d.get("endpoints") or ()
+            assert isinstance(endpoints, (list, tuple))
+            for ep in endpoints:
+                assert isinstance(ep, dict)
+                lines.append(
+                    f"       endpoint {ep['address']}:{ep['port']} priority={ep['priority']} "
+                    f"weight={ep['weight']} locality={ep['locality'] or '-'} labels={ep['labels']}"
+                )
+    return "\n".join(lines)
+
+
+def _run(args: argparse.Namespace, role: RoleDefaults) -> int:
+    from gateway_core.server.app import serve
+    from gateway_core.utils.preflight import check_runtime
+
+    problem = check_runtime()
+    if problem:
+        print(problem, file=sys.stderr)
+        return 1
+    settings = _settings(args, role)
+    try:
+        import uvloop
+
+        return uvloop.run(serve(settings))
+    except ImportError:
+        return asyncio.run(serve(settings))

@@ -1,0 +1,1 @@
+"""Control path: Istio-shaped configuration types, loading and validation."""

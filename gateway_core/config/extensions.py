@@ -1,0 +1,73 @@
+"""Control path: this project's own Istio-style extension kinds.
+
+Istio has no API for active health checks of upstream gateways or for signed sticky-session
+cookies, so they live in a separate API group that Istio itself would simply not read. The
+shape follows ``DestinationRule``: a ``host`` (same matching rules) plus policy blocks::
+
+    apiVersion: gateway.multicluster.dev/v1alpha1
+    kind: DestinationPolicy
+    metadata: {name: tier2-gateways}
+    spec:
+      host: bookinfo.tier2.mesh
+      healthCheck: {path: /healthz/ready, interval: 2s, timeout: 1s,
+                    unhealthyThreshold: 2, healthyThreshold: 2}
+      stickySession: {cookie: {name: gw-affinity, ttl: 1h}, target: SUBSET}
+      spillover: {enabled: true}
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import Field
+
+from gateway_core.config._base import ApiModel, Duration
+
+EXTENSION_GROUP = "gateway.multicluster.dev"
+EXTENSION_VERSIONS = ("v1alpha1",)
+
+
+class HealthCheck(ApiModel):
+    """Active HTTP(S) health check of every endpoint of the host (Tier-1 probing Tier-2)."""
+
+    path: str = "/healthz/ready"
+    interval: Duration = 5.0
+    timeout: Duration = 1.0
+    unhealthy_threshold: int = Field(default=2, ge=1)
+    healthy_threshold: int = Field(default=2, ge=1)
+    expected_statuses: list[int] = Field(default_factory=lambda: [200])
+    host: str | None = None
+
+
+class StickyTarget(StrEnum):
+    SUBSET = "SUBSET"
+    HOST = "HOST"
+
+
+class StickyCookie(ApiModel):
+    name: str = Field(default="gw-affinity", min_length=1)
+    path: str = "/"
+    ttl: Duration | None = None
+
+
+class StickySession(ApiModel):
+    """Signed cookie naming the chosen destination (subset or host), kept while it is healthy."""
+
+    cookie: StickyCookie = Field(default_factory=StickyCookie)
+    target: StickyTarget = Field(default=StickyTarget.HOST, strict=False)
+
+
+class Spillover(ApiModel):
+    """Move a weighted destination's share to the others when it has no healthy endpoint."""
+
+    enabled: bool = True
+
+
+class DestinationPolicySpec(ApiModel):
+    host: str = Field(min_length=1)
+    health_check: HealthCheck | None = None
+    sticky_session: StickySession | None = None
+    spillover: Spillover | None = None
+
+
+EXTENSION_KINDS: dict[str, type[ApiModel]] = {"DestinationPolicy": DestinationPolicySpec}

@@ -1,0 +1,99 @@
+"""Data path: one structured (JSON) access-log line per request, written in batches.
+
+Fields: ``ts`` (epoch seconds), ``method``, ``authority``, ``path``, ``status``, ``flags``
+(Envoy response flags such as ``NR``, ``UF``, ``UT``; ``-`` when none), ``duration_ms``,
+``upstream_host``, ``cluster``, ``route``, ``attempts``, ``bytes_received``, ``bytes_sent``,
+``request_id``, ``client``. Lines are buffered and flushed every 50 ms (or every 256 lines) so
+logging costs one write system call per batch rather than per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from typing import IO
+
+FLUSH_INTERVAL = 0.05
+FLUSH_LINES = 256
+
+
+class AccessLog:
+    __slots__ = ("_buffer", "_handle", "_loop", "_timer", "enabled")
+
+    def __init__(self, target: str = "-") -> None:
+        """``target``: ``-`` for stdout, ``off`` to disable, or a file path (appended)."""
+        self.enabled = target != "off"
+        self._handle: IO[str] | None = None
+        if self.enabled:
+            self._handle = sys.stdout if target == "-" else open(target, "a", encoding="utf-8")  # noqa: SIM115
+        self._buffer: list[str] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def record(
+        self,
+        *,
+        method: bytes,
+        authority: bytes,
+        path: bytes,
+        status: int,
+        flags: str,
+        duration: float,
+        upstream_host: str,
+        cluster: str,
+        route: str,
+        attempts: int,
+        bytes_received: int,
+        bytes_sent: int,
+        request_id: bytes,
+        client: str,
+    ) -> None:
+        if not self.enabled:
+            return
+        line = json.dumps(
+            {
+                "ts": round(time.time(), 3),
+                "method": method.decode("latin-1"),
+                "authority": authority.decode("latin-1"),
+                "path": path.decode("latin-1"),
+                "status": status,
+                "flags": flags,
+                "duration_ms": round(duration * 1000, 3),
+                "upstream_host": upstream_host,
+                "cluster": cluster,
+                "route": route,
+                "attempts": attempts,
+                "bytes_received": bytes_received,
+                "bytes_sent": bytes_sent,
+                "request_id": request_id.decode("latin-1"),
+                "client": client,
+            },
+            separators=(",", ":"),
+        )
+        self._buffer.append(line)
+        if len(self._buffer) >= FLUSH_LINES:
+            self.flush()
+        elif self._timer is None:
+            loop = self._loop or asyncio.get_running_loop()
+            self._loop = loop
+            self._timer = loop.call_later(FLUSH_INTERVAL, self.flush)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._buffer or self._handle is None:
+            return
+        lines, self._buffer = self._buffer, []
+        try:
+            self._handle.write("\n".join(lines) + "\n")
+            self._handle.flush()
+        except (OSError, ValueError):
+            pass  # a closed stdout must not take the data path down
+
+    def close(self) -> None:
+        self.flush()
+        if self._handle is not None and self._handle is not sys.stdout:
+            self._handle.close()

@@ -1,0 +1,230 @@
+"""Observability: every Prometheus metric of the gateway, declared in one place.
+
+The data path bumps plain integers (no locks, no label lookups in prometheus_client); a
+collector turns them into metric families when ``/stats/prometheus`` is scraped. The registry
+is injected (never the global default), so tests get a fresh one. Names follow Envoy's stat
+words and Prometheus conventions; every series carries ``tier``.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass(slots=True)
+class Histogram:
+    counts: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS) + 1))
+    total: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(BUCKETS, seconds)] += 1
+        self.total += seconds
+
+    def family_buckets(self) -> list[tuple[str, float]]:
+        out = []
+        running = 0
+        for bound, count in zip((*BUCKETS, float("inf")), self.counts, strict=True):
+            running += count
+            out.append(("+Inf" if bound == float("inf") else repr(bound), float(running)))
+        return out
+
+
+@dataclass(slots=True)
+class ClusterSample:
+    """What the collector needs from one live cluster at scrape time."""
+
+    key: str
+    rq: dict[str, int]
+    retries: int
+    overflow: int
+    connect_fail: int
+    connect_timeout: int
+    cx_active: int
+    rq_active: int
+    rq_pending: int
+    ejections_active: int
+    ejections_total: int
+    hosts: int
+    healthy_hosts: int
+
+
+class GatewayMetrics:
+    def __init__(self, registry: CollectorRegistry, tier: str) -> None:
+        self.tier = tier
+        self.downstream_rq: dict[str, int] = {"1xx": 0, "2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0}
+        self.downstream_rq_time = Histogram()
+        self.local_replies: dict[str, int] = {}
+        self.protocol_errors: dict[str, int] = {}
+        self.config_reloads: dict[str, int] = {"success": 0, "rejected": 0}
+        self.config_version = ""
+        self.config_last_error = ""
+        self.tls_reloads: dict[str, int] = {"success": 0, "rejected": 0}
+        self.clusters_source: Callable[[], Iterable[ClusterSample]] = lambda: ()
+        self.downstream_cx_active: Callable[[], int] = lambda: 0
+        self.draining: Callable[[], bool] = lambda: False
+        registry.register(_Collector(self))
+
+    def record_request(self, status: int, seconds: float, flags: Iterable[str]) -> None:
+        klass = _CLASSES[status // 100] if 100 <= status < 600 else "5xx"
+        self.downstream_rq[klass] += 1
+        self.downstream_rq_time.observe(seconds)
+        for flag in flags:
+            self.local_replies[flag] = self.local_replies.get(flag, 0) + 1
+
+    def record_protocol_error(self, status: int) -> None:
+        key = str(status)
+        self.protocol_errors[key] = self.protocol_errors.get(key, 0) + 1
+
+
+_CLASSES = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
+
+
+class _Collector(Collector):
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self._m = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        m = self._m
+        tier = m.tier
+        rq = CounterMetricFamily(
+            "gateway_downstream_rq",
+            "Downstream requests by status class",
+            labels=["tier", "code_class"],
+        )
+        for klass, value in m.downstream_rq.items():
+            rq.add_metric([tier, klass], value)
+        yield rq
+        hist = HistogramMetricFamily(
+            "gateway_downstream_rq_time_seconds", "Downstream request duration", labels=["tier"]
+        )
+        hist.add_metric([tier], m.downstream_rq_time.family_buckets(), m.downstream_rq_time.total)
+        yield hist
+        flags = CounterMetricFamily(
+            "gateway_response_flags", "Requests by Envoy response flag", labels=["tier", "flag"]
+        )
+        for flag, value in sorted(m.local_replies.items()):
+            flags.add_metric([tier, flag], value)
+        yield flags
+        perr = CounterMetricFamily(
+            "gateway_downstream_protocol_errors",
+            "Rejected malformed requests by status",
+            labels=["tier", "status"],
+        )
+        for status, value in sorted(m.protocol_errors.items()):
+            perr.add_metric([tier, status], value)
+        yield perr
+        cx = GaugeMetricFamily(
+            "gateway_downstream_cx_active", "Open client connections", labels=["tier"]
+        )
+        cx.add_metric([tier], m.downstream_cx_active())
+        yield cx
+        reloads = CounterMetricFamily(
+            "gateway_config_reloads", "Configuration reloads by result", labels=["tier", "result"]
+        )
+        for result, value in m.config_reloads.items():
+            reloads.add_metric([tier, result], value)
+        yield reloads
+        info = GaugeMetricFamily(
+            "gateway_config_info", "Active configuration version", labels=["tier", "version"]
+        )
+        info.add_metric([tier, m.config_version], 1)
+        yield info
+        bad = GaugeMetricFamily(
+            "gateway_config_last_reload_failed",
+            "1 when the last reload was rejected",
+            labels=["tier"],
+        )
+        bad.add_metric([tier], 1 if m.config_last_error else 0)
+        yield bad
+        tls = CounterMetricFamily(
+            "gateway_tls_reloads", "Certificate reloads by result", labels=["tier", "result"]
+        )
+        for result, value in m.tls_reloads.items():
+            tls.add_metric([tier, result], value)
+        yield tls
+        drain = GaugeMetricFamily("gateway_draining", "1 while the gateway drains", labels=["tier"])
+        drain.add_metric([tier], 1 if m.draining() else 0)
+        yield drain
+        yield from _cluster_families(tier, list(m.clusters_source()))
+
+
+def _cluster_families(tier: str, samples: list[ClusterSample]) -> Iterator[Metric]:
+    labels = ["tier", "cluster"]
+    up = CounterMetricFamily(
+        "gateway_upstream_rq", "Upstream responses by status class", labels=[*labels, "code_class"]
+    )
+    for s in samples:
+        for klass, value in s.rq.items():
+            up.add_metric([tier, s.key, klass], value)
+    yield up
+    specs: list[tuple[str, str, str, Callable[[ClusterSample], int]]] = [
+        ("counter", "gateway_upstream_rq_retry", "Retries", lambda s: s.retries),
+        (
+            "counter",
+            "gateway_upstream_rq_pending_overflow",
+            "Requests refused by circuit breakers (UO)",
+            lambda s: s.overflow,
+        ),
+        (
+            "counter",
+            "gateway_upstream_cx_connect_fail",
+            "Failed upstream connects",
+            lambda s: s.connect_fail,
+        ),
+        (
+            "counter",
+            "gateway_upstream_cx_connect_timeout",
+            "Upstream connect timeouts",
+            lambda s: s.connect_timeout,
+        ),
+        ("gauge", "gateway_upstream_cx_active", "Open upstream connections", lambda s: s.cx_active),
+        ("gauge", "gateway_upstream_rq_active", "Requests in flight", lambda s: s.rq_active),
+        (
+            "gauge",
+            "gateway_upstream_rq_pending_active",
+            "Requests waiting for a connection",
+            lambda s: s.rq_pending,
+        ),
+        (
+            "gauge",
+            "gateway_outlier_ejections_active",
+            "Hosts ejected now",
+            lambda s: s.ejections_active,
+        ),
+        (
+            "counter",
+            "gateway_outlier_ejections",
+            "Ejections since start",
+            lambda s: s.ejections_total,
+        ),
+        ("gauge", "gateway_upstream_hosts", "Hosts in the cluster", lambda s: s.hosts),
+        (
+            "gauge",
+            "gateway_upstream_hosts_healthy",
+            "Hosts neither ejected nor failing health checks",
+            lambda s: s.healthy_hosts,
+        ),
+    ]
+    for kind, name, doc, get in specs:
+        fam: CounterMetricFamily | GaugeMetricFamily
+        fam = (
+            CounterMetricFamily(name, doc, labels=labels)
+            if kind == "counter"
+            else GaugeMetricFamily(name, doc, labels=labels)
+        )
+        for s in samples:
+            fam.add_metric([tier, s.key], get(s))
+        yield fam

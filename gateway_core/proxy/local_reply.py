@@ -1,0 +1,117 @@
+"""Data path: responses the gateway writes itself (errors, redirects, direct responses)."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+from gateway_core.proxy.flags import ResponseFlag
+from gateway_core.routing.actions import RedirectAction
+from gateway_core.routing.matchers import PrefixMatcher, RequestMatch
+from gateway_core.routing.request import RequestHead
+
+DEFAULT_BODIES: dict[ResponseFlag, bytes] = {
+    ResponseFlag.NO_ROUTE: b"no route matched this request\n",
+    ResponseFlag.NO_CLUSTER: b"no cluster for this route\n",
+    ResponseFlag.NO_HEALTHY_UPSTREAM: b"no healthy upstream\n",
+    ResponseFlag.UPSTREAM_OVERFLOW: b"upstream overflow: too many pending requests\n",
+    ResponseFlag.UPSTREAM_TIMEOUT: b"upstream request timeout\n",
+    ResponseFlag.UPSTREAM_CONNECTION_TERMINATION: (
+        b"upstream connect error or disconnect/reset before headers\n"
+    ),
+    ResponseFlag.UPSTREAM_PROTOCOL_ERROR: b"upstream sent an invalid response\n",
+    ResponseFlag.FAULT_INJECTED: b"fault filter abort\n",
+    ResponseFlag.DRAINING: b"gateway is draining\n",
+}
+
+
+def reason(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b"Unknown"
+
+
+def render(
+    status: int,
+    body: bytes,
+    *,
+    extra: list[tuple[bytes, bytes]] | None = None,
+    close: bool = False,
+    head_only: bool = False,
+    content_type: bytes = b"text/plain",
+) -> bytes:
+    """A complete HTTP/1.1 response."""
+    lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason(status))]
+    if body or status not in (204, 304):
+        lines.append(b"content-type: " + content_type + b"\r\n")
+        lines.append(b"content-length: %d\r\n" % len(body))
+    for name, value in extra or ():
+        lines.append(name + b": " + value + b"\r\n")
+    lines.append(b"server: multicluster-gateway\r\n")
+    if close:
+        lines.append(b"connection: close\r\n")
+    lines.append(b"\r\n")
+    if not head_only:
+        lines.append(body)
+    return b"".join(lines)
+
+
+def redirect_location(
+    action: RedirectAction, req: RequestHead, match: RequestMatch | None
+) -> bytes:
+    """The ``Location`` of an Istio ``HTTPRedirect`` (or a server's ``httpsRedirect``).
+
+    Port: explicit ``port``; ``derivePort: FROM_REQUEST_PORT`` keeps the request's port and
+    ``FROM_PROTOCOL_DEFAULT`` drops it; otherwise the original authority's port is kept when the
+    scheme and authority are unchanged. ``httpsRedirect`` keeps the host and goes to the HTTPS
+    server's port when the client addressed a non-default port, else to 443.
+    """
+    scheme = action.scheme or req.scheme
+    host, port = _split_authority(req.authority)
+    if action.https_redirect:
+        scheme = b"https"
+        port = action.https_port if port is not None else None
+    if action.authority is not None:
+        host, new_port = _split_authority(action.authority)
+        port = new_port
+    if action.port is not None:
+        port = action.port
+    elif action.derive_port == "FROM_REQUEST_PORT":
+        port = req.port
+    elif action.derive_port == "FROM_PROTOCOL_DEFAULT" or (
+        action.scheme is not None and action.scheme != req.scheme and action.authority is None
+    ):
+        port = None
+    if port is not None and _is_default(scheme, port):
+        port = None
+    path = req.path
+    query = req.query
+    if action.path is not None:
+        new_path, sep, new_query = action.path.partition(b"?")
+        path = new_path
+        if sep:
+            query = new_query
+    elif (
+        action.prefix_rewrite is not None
+        and match is not None
+        and isinstance(match.uri, PrefixMatcher)
+    ):
+        path = action.prefix_rewrite + path[len(match.uri.value) :]
+    authority = host if port is None else host + b":%d" % port
+    location = scheme + b"://" + authority + path
+    return location + b"?" + query if query else location
+
+
+def _split_authority(authority: bytes) -> tuple[bytes, int | None]:
+    if authority.startswith(b"["):
+        end = authority.find(b"]")
+        host, rest = authority[: end + 1], authority[end + 1 :]
+        return host, int(rest[1:]) if rest.startswith(b":") and rest[1:].isdigit() else None
+    host, sep, port = authority.rpartition(b":")
+    if sep and port.isdigit():
+        return host, int(port)
+    return authority, None
+
+
+def _is_default(scheme: bytes, port: int) -> bool:
+    return (scheme == b"http" and port == 80) or (scheme == b"https" and port == 443)

@@ -1,0 +1,57 @@
+"""Data path: WebSocket upgrades. After the upstream's ``101 Switching Protocols`` both
+connections become an opaque byte relay until either side closes."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway_core.proxy.downstream import DownstreamProtocol
+    from gateway_core.proxy.exchange import Exchange
+    from gateway_core.proxy.upstream_conn import UpstreamConnection
+
+_HOLD_LIMIT = 65536
+
+
+class ClientTunnelBuffer:
+    """Client bytes that follow an Upgrade request, held until the upstream agrees (101)."""
+
+    __slots__ = ("down", "held", "size", "upstream")
+
+    def __init__(self, down: DownstreamProtocol, rest: bytes) -> None:
+        self.down = down
+        self.held: list[bytes] = [rest] if rest else []
+        self.size = len(rest)
+        self.upstream: UpstreamConnection | None = None
+
+    def from_client(self, data: bytes) -> None:
+        if self.upstream is not None:
+            self.upstream.write(data)
+            return
+        self.held.append(data)
+        self.size += len(data)
+        if self.size > _HOLD_LIMIT:
+            self.down.pause_reading("tunnel")
+
+    def open(self, conn: UpstreamConnection) -> None:
+        self.upstream = conn
+        for chunk in self.held:
+            conn.write(chunk)
+        self.held.clear()
+        self.down.resume_reading("tunnel")
+
+
+def start_tunnel(ex: Exchange, conn: UpstreamConnection, rest: bytes) -> None:
+    """Called when the upstream switched protocols: relay both directions from now on."""
+    down = ex.down
+    buffer = down.tunnel
+    if not isinstance(buffer, ClientTunnelBuffer):
+        # The client did not ask for an upgrade we accepted; never tunnel.
+        conn.abort()
+        ex.on_upstream_lost(None, True)
+        return
+    ex.conn = conn
+    conn.tunnel = ex
+    if rest:
+        ex.on_response_body(rest)
+    buffer.open(conn)

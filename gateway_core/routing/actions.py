@@ -1,0 +1,140 @@
+"""Data path: what a matched route does (forward, redirect, direct response) and its decorations.
+
+All of these are built by the compiler and never change afterwards.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from dataclasses import dataclass, field
+
+HeaderList = list[tuple[bytes, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderOps:
+    """Istio ``HeaderOperations``: ``set`` overwrites, ``add`` appends, ``remove`` deletes."""
+
+    set: tuple[tuple[bytes, bytes], ...] = ()
+    add: tuple[tuple[bytes, bytes], ...] = ()
+    remove: frozenset[bytes] = frozenset()
+
+    def apply(self, headers: HeaderList) -> HeaderList:
+        drop = self.remove | {name for name, _ in self.set}
+        out = [(n, v) for n, v in headers if n not in drop] if drop else headers
+        out.extend(self.set)
+        out.extend(self.add)
+        return out
+
+    def __bool__(self) -> bool:
+        return bool(self.set or self.add or self.remove)
+
+
+@dataclass(frozen=True, slots=True)
+class WeightedCluster:
+    cluster: str
+    weight: int
+    host: str
+    subset: str | None = None
+    port: int = 0
+    request_headers: HeaderOps | None = None
+    response_headers: HeaderOps | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RouteAction:
+    """Forward to one of ``clusters``; a destination gets ``weight / sum(weights)`` of requests."""
+
+    clusters: tuple[WeightedCluster, ...]
+    cumulative: tuple[int, ...] = field(default=())
+
+    @classmethod
+    def build(cls, clusters: tuple[WeightedCluster, ...]) -> RouteAction:
+        running = 0
+        cumulative = []
+        for c in clusters:
+            running += c.weight
+            cumulative.append(running)
+        return cls(clusters, tuple(cumulative))
+
+    @property
+    def total_weight(self) -> int:
+        return self.cumulative[-1] if self.cumulative else 0
+
+    def pick(self, draw: int) -> WeightedCluster:
+        """``draw`` is uniform in ``[0, total_weight)``; one destination only: always it."""
+        if len(self.clusters) == 1:
+            return self.clusters[0]
+        return self.clusters[bisect_right(self.cumulative, draw)]
+
+
+@dataclass(frozen=True, slots=True)
+class RedirectAction:
+    code: int = 301
+    scheme: bytes | None = None
+    authority: bytes | None = None
+    port: int | None = None
+    derive_port: str | None = None
+    path: bytes | None = None
+    prefix_rewrite: bytes | None = None
+    https_redirect: bool = False
+    """A server's ``tls.httpsRedirect``: scheme https, the HTTPS server's port (``https_port``)."""
+    https_port: int = 443
+
+
+@dataclass(frozen=True, slots=True)
+class DirectResponseAction:
+    status: int
+    body: bytes = b""
+
+
+Action = RouteAction | RedirectAction | DirectResponseAction
+
+
+@dataclass(frozen=True, slots=True)
+class RewriteSpec:
+    """``rewrite``: prefix (or whole path) replacement, regex rewrite, authority."""
+
+    uri: bytes | None = None
+    regex: re.Pattern[bytes] | None = None
+    regex_substitution: bytes = b""
+    authority: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RetrySpec:
+    attempts: int = 2
+    per_try_timeout: float | None = None
+    retry_on: frozenset[str] = frozenset(
+        {"connect-failure", "refused-stream", "unavailable", "cancelled", "retriable-status-codes"}
+    )
+    retriable_status_codes: frozenset[int] = frozenset({503})
+    backoff: float = 0.025
+
+
+DEFAULT_RETRY = RetrySpec()
+
+
+@dataclass(frozen=True, slots=True)
+class FaultSpec:
+    delay: float | None = None
+    delay_percent: float = 0.0
+    abort_status: int | None = None
+    abort_percent: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorSpec:
+    cluster: str
+    percent: float = 100.0
+
+
+@dataclass(frozen=True, slots=True)
+class CorsSpec:
+    allow_origins: tuple[object, ...] = ()
+    allow_methods: bytes = b""
+    allow_headers: bytes = b""
+    expose_headers: bytes = b""
+    max_age: bytes = b""
+    allow_credentials: bool = False

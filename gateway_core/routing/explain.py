@@ -1,0 +1,161 @@
+"""Control path: ``explain`` a request against a snapshot, Istio-simulation style.
+
+It follows the same steps as the data path: listener by port and scheme, server by SNI (HTTPS),
+virtual host by Host, first matching rule, then the rule's action and the destination clusters
+with their endpoints. The CLI's ``explain`` command and the tests use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from gateway_core.config.hosts import host_matches
+from gateway_core.routing.actions import DirectResponseAction, RedirectAction, RouteAction
+from gateway_core.routing.request import RequestHead
+from gateway_core.snapshot import ListenerProtocol, ServerSpec, Snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    url: str
+    method: str = "GET"
+    headers: tuple[tuple[str, str], ...] = ()
+    source_ip: str = "127.0.0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    cluster: str
+    host: str
+    subset: str | None
+    port: int
+    weight: int
+    share: float
+    endpoints: tuple[dict[str, object], ...] = ()
+
+
+@dataclass(slots=True)
+class Result:
+    listener: str | None = None
+    server: str | None = None
+    virtual_host: str | None = None
+    route: str | None = None
+    virtual_service: str | None = None
+    rule_index: int | None = None
+    match: dict[str, object] | None = None
+    action: str | None = None
+    redirect: str | None = None
+    status: int | None = None
+    destinations: list[Destination] = field(default_factory=list)
+    reason: str = ""
+
+
+def explain(snapshot: Snapshot, call: Call) -> Result:
+    from gateway_core.proxy.local_reply import redirect_location
+
+    parts = urlsplit(call.url)
+    scheme = (parts.scheme or "http").lower()
+    port = parts.port or (443 if scheme == "https" else 80)
+    host = parts.hostname or ""
+    result = Result()
+    protocol = ListenerProtocol.HTTPS if scheme == "https" else ListenerProtocol.HTTP
+    listener = next(
+        (ls for ls in snapshot.listeners if ls.port == port and ls.protocol is protocol), None
+    )
+    if listener is None:
+        result.reason = f"no {protocol.value} listener on port {port}"
+        return result
+    result.listener = listener.name
+    server = (
+        _server_for_sni(listener.servers, host)
+        if protocol is ListenerProtocol.HTTPS
+        else listener.servers[0]
+    )
+    result.server = server.name
+    headers = [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in call.headers]
+    authority = next((v for n, v in headers if n == b"host"), None)
+    if authority is None:
+        authority = parts.netloc.rpartition("@")[2].encode("latin-1")
+        headers.append((b"host", authority))
+    path = (parts.path or "/").encode()
+    req = RequestHead(
+        call.method.encode(),
+        path,
+        parts.query.encode(),
+        authority,
+        scheme.encode(),
+        port,
+        headers,
+        call.source_ip,
+    )
+    table = snapshot.route_tables.get(server.route_table)
+    if table is None:
+        result.reason = f"route table {server.route_table} is missing"
+        return result
+    vh, entry, match = table.route(req)
+    if vh is None:
+        result.reason = f"no virtual host for {req.host!r} (404 NR)"
+        result.status = 404
+        return result
+    result.virtual_host = vh.name
+    if entry is None:
+        result.reason = "no rule matched (404 NR)"
+        result.status = 404
+        return result
+    result.route = entry.name
+    result.virtual_service = entry.vs_ref
+    result.rule_index = entry.rule_index
+    result.match = match.describe() if match is not None else {}
+    action = entry.action
+    if isinstance(action, RedirectAction):
+        result.action = "redirect"
+        result.status = action.code
+        result.redirect = redirect_location(action, req, match).decode("latin-1")
+    elif isinstance(action, DirectResponseAction):
+        result.action = "direct_response"
+        result.status = action.status
+    elif isinstance(action, RouteAction):
+        result.action = "route"
+        total = action.total_weight or 1
+        for target in action.clusters:
+            spec = snapshot.clusters.get(target.cluster)
+            endpoints = tuple(
+                {
+                    "address": ep.address,
+                    "port": ep.port,
+                    "weight": ep.weight,
+                    "locality": str(ep.locality),
+                    "priority": ep.priority,
+                    "labels": dict(ep.labels),
+                }
+                for ep in (spec.endpoints if spec is not None else ())
+            )
+            share = 1.0 if len(action.clusters) == 1 else target.weight / total
+            result.destinations.append(
+                Destination(
+                    target.cluster,
+                    target.host,
+                    target.subset,
+                    target.port,
+                    target.weight,
+                    share,
+                    endpoints,
+                )
+            )
+    return result
+
+
+def _server_for_sni(servers: tuple[ServerSpec, ...], sni: str) -> ServerSpec:
+    """Same order as the TLS listener: exact, longest wildcard, ``*``, else the first server."""
+    for s in servers:
+        if sni in s.hosts:
+            return s
+    best: tuple[int, ServerSpec] | None = None
+    for s in servers:
+        for h in s.hosts:
+            if h != "*" and host_matches(h, sni) and (best is None or len(h) > best[0]):
+                best = (len(h), s)
+    if best is not None:
+        return best[1]
+    return next((s for s in servers if "*" in s.hosts), servers[0])

@@ -1,0 +1,113 @@
+"""Data path: route tables, virtual hosts and route entries, matched in Istio/Envoy order.
+
+Virtual host lookup (Envoy): exact domain, then the longest ``*.suffix`` wildcard, then ``*``.
+Inside a virtual host the routes are tried in order and the first match wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from gateway_core.routing.actions import (
+    Action,
+    CorsSpec,
+    FaultSpec,
+    HeaderOps,
+    MirrorSpec,
+    RetrySpec,
+    RewriteSpec,
+)
+from gateway_core.routing.matchers import RequestMatch
+from gateway_core.routing.request import RequestHead
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class RouteEntry:
+    name: str
+    """``<namespace>/<virtualservice>/http[<i>]`` plus ``.<rule name>`` when the rule has one."""
+    vs_ref: str
+    rule_index: int
+    matches: tuple[RequestMatch, ...]
+    action: Action
+    request_headers: HeaderOps | None = None
+    response_headers: HeaderOps | None = None
+    rewrite: RewriteSpec | None = None
+    timeout: float | None = None
+    retries: RetrySpec | None = None
+    fault: FaultSpec | None = None
+    mirrors: tuple[MirrorSpec, ...] = ()
+    cors: CorsSpec | None = None
+
+    def match(self, req: RequestHead) -> RequestMatch | bool | None:
+        """The first matching ``match`` block, ``True`` for a rule without match blocks, or None."""
+        if not self.matches:
+            return True
+        for block in self.matches:
+            if block.matches(req):
+                return block
+        return None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class VirtualHost:
+    name: str
+    domains: tuple[str, ...]
+    routes: tuple[RouteEntry, ...]
+
+    def route(self, req: RequestHead) -> tuple[RouteEntry, RequestMatch | None] | None:
+        for entry in self.routes:
+            hit = entry.match(req)
+            if hit is None:
+                continue
+            return entry, (hit if isinstance(hit, RequestMatch) else None)
+        return None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class RouteTable:
+    name: str
+    virtual_hosts: tuple[VirtualHost, ...]
+    exact: Mapping[str, VirtualHost] = field(default_factory=lambda: MappingProxyType({}))
+    suffixes: tuple[tuple[str, VirtualHost], ...] = ()
+    catch_all: VirtualHost | None = None
+
+    @classmethod
+    def build(cls, name: str, virtual_hosts: tuple[VirtualHost, ...]) -> RouteTable:
+        exact: dict[str, VirtualHost] = {}
+        suffixes: list[tuple[str, VirtualHost]] = []
+        catch_all: VirtualHost | None = None
+        for vh in virtual_hosts:
+            for domain in vh.domains:
+                domain = domain.lower()
+                if domain == "*":
+                    catch_all = catch_all or vh
+                elif domain.startswith("*"):
+                    suffixes.append((domain[1:], vh))
+                else:
+                    exact.setdefault(domain, vh)
+        suffixes.sort(key=lambda item: -len(item[0]))
+        return cls(name, virtual_hosts, MappingProxyType(exact), tuple(suffixes), catch_all)
+
+    def find_virtual_host(self, host: str) -> VirtualHost | None:
+        vh = self.exact.get(host)
+        if vh is not None:
+            return vh
+        for suffix, candidate in self.suffixes:
+            if host.endswith(suffix) and len(host) > len(suffix):
+                return candidate
+        return self.catch_all
+
+    def route(
+        self, req: RequestHead
+    ) -> (
+        tuple[VirtualHost, RouteEntry, RequestMatch | None] | tuple[VirtualHost | None, None, None]
+    ):
+        vh = self.find_virtual_host(req.host)
+        if vh is None:
+            return None, None, None
+        hit = vh.route(req)
+        if hit is None:
+            return vh, None, None
+        return vh, hit[0], hit[1]

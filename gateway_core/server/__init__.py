@@ -1,0 +1,1 @@
+"""Data path: downstream listeners; ``tls`` (control path) builds their TLS contexts."""

@@ -1,0 +1,120 @@
+"""Control path: the admin HTTP server (aiohttp; default 127.0.0.1:15000).
+
+``GET /ready``            200 once listeners serve, 503 while starting or draining
+``GET /healthz``          200 while the process runs (liveness)
+``GET /config_dump``      the active snapshot as JSON, with its version and the last reload error
+``GET /clusters``         live hosts, health, priority loads and panic state per cluster
+``GET /stats/prometheus`` Prometheus text format
+``GET /explain?url=..``   explain a request against the active snapshot (``&header=Name:value``)
+``POST /reload``          reload configuration now (same as SIGHUP)
+``POST /drain``           start a graceful drain (same as SIGTERM)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from gateway_core.routing.explain import Call, explain
+from gateway_core.server.dump import cluster_state_dump, snapshot_dump
+from gateway_core.server.state import GatewayRuntime
+
+RUNTIME = web.AppKey("runtime", GatewayRuntime)
+REGISTRY = web.AppKey("registry", CollectorRegistry)
+RELOAD: web.AppKey[Callable[[], Awaitable[bool]]] = web.AppKey("reload")
+DRAIN: web.AppKey[Callable[[], None]] = web.AppKey("drain")
+
+
+def build_admin_app(
+    runtime: GatewayRuntime,
+    registry: CollectorRegistry,
+    reload: Callable[[], Awaitable[bool]],
+    drain: Callable[[], None],
+) -> web.Application:
+    app = web.Application()
+    app[RUNTIME] = runtime
+    app[REGISTRY] = registry
+    app[RELOAD] = reload
+    app[DRAIN] = drain
+    app.router.add_get("/ready", _ready)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/config_dump", _config_dump)
+    app.router.add_get("/clusters", _clusters)
+    app.router.add_get("/stats/prometheus", _prometheus)
+    app.router.add_get("/explain", _explain)
+    app.router.add_post("/reload", _reload)
+    app.router.add_post("/drain", _drain)
+    return app
+
+
+async def _ready(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    if runtime.draining:
+        return web.Response(status=503, text="draining\n")
+    if not runtime.ready:
+        return web.Response(status=503, text="starting\n")
+    return web.Response(text="ready\n")
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+async def _config_dump(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    body = snapshot_dump(runtime.snapshot)
+    body["last_reload_error"] = runtime.last_error or None
+    return web.json_response(body)
+
+
+async def _clusters(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    return web.json_response(
+        {key: cluster_state_dump(c) for key, c in sorted(runtime.clusters.items())}
+    )
+
+
+async def _prometheus(request: web.Request) -> web.Response:
+    data = generate_latest(request.app[REGISTRY])
+    return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _explain(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    url = request.query.get("url")
+    if not url:
+        return web.json_response({"error": "query parameter url is required"}, status=400)
+    headers = []
+    for raw in request.query.getall("header", []):
+        name, _, value = raw.partition(":")
+        headers.append((name.strip(), value.strip()))
+    call = Call(
+        url=url,
+        method=request.query.get("method", "GET"),
+        headers=tuple(headers),
+        source_ip=request.query.get("source_ip", "127.0.0.1"),
+    )
+    result = dataclasses.asdict(explain(runtime.snapshot, call))
+    result["clusters"] = {
+        d["cluster"]: cluster_state_dump(runtime.clusters[d["cluster"]])
+        for d in result["destinations"]
+        if d["cluster"] in runtime.clusters
+    }
+    return web.json_response(result)
+
+
+async def _reload(request: web.Request) -> web.Response:
+    ok = await request.app[RELOAD]()
+    runtime = request.app[RUNTIME]
+    return web.json_response(
+        {"accepted": ok, "version": runtime.snapshot.version, "error": runtime.last_error or None},
+        status=200 if ok else 400,
+    )
+
+
+async def _drain(request: web.Request) -> web.Response:
+    request.app[DRAIN]()
+    return web.Response(status=202, text="draining\n")

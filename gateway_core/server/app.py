@@ -1,0 +1,230 @@
+"""Control path: run one gateway process (either tier) from its settings.
+
+Start: admin server (``/ready`` says 503), load → validate → compile → apply, then ready.
+SIGHUP or a file change reloads; a rejected config keeps the last good one serving.
+SIGTERM drains (issue "graceful drain"): readiness fails at once, listeners keep accepting for
+``drain_propagation`` seconds, then close; keep-alive clients get ``Connection: close`` on their
+next response; in-flight requests get ``drain_deadline`` seconds; the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import signal
+import sys
+import time
+from typing import cast
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from gateway_core.config.diagnostics import Severity
+from gateway_core.observability.access_log import AccessLog
+from gateway_core.observability.metrics import GatewayMetrics
+from gateway_core.pipeline import build_snapshot
+from gateway_core.server.admin import build_admin_app
+from gateway_core.server.listeners import ListenerSet
+from gateway_core.server.reload import ConfigWatcher
+from gateway_core.server.state import GatewayRuntime
+from gateway_core.server.tls import ClientContextCache, TlsConfigError
+from gateway_core.settings import GatewaySettings
+from gateway_core.upstream.cluster_manager import ClusterManager
+from gateway_core.upstream.discovery import DnsResolver
+from gateway_core.utils.clock import MonotonicClock
+from gateway_core.utils.tasks import background, spawn
+
+_log = logging.getLogger("gateway")
+
+
+class Gateway:
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self.registry = CollectorRegistry()
+        self.metrics = GatewayMetrics(self.registry, settings.tier)
+        rng = random.Random(settings.rng_seed)
+        self.clock = MonotonicClock()
+        self.tls_cache = ClientContextCache()
+        resolver = DnsResolver(list(settings.dns_servers) or None)
+        clusters = ClusterManager(
+            rng=rng, clock=self.clock, resolver=resolver, tls_cache=self.tls_cache
+        )
+        self.runtime = GatewayRuntime(
+            settings,
+            metrics=self.metrics,
+            access_log=AccessLog(settings.access_log),
+            clusters=clusters,
+            rng=rng,
+        )
+        self.listeners = ListenerSet(self.runtime)
+        self.runtime.listeners = self.listeners
+        self._reload_lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+        self._drain_task: asyncio.Task[None] | None = None
+        self._admin: web.AppRunner | None = None
+        self.admin_port = 0
+        self._watcher = ConfigWatcher(
+            list(settings.config_paths), settings.watch_interval, self.reload
+        )
+
+    # -- startup ---------------------------------------------------------------------------
+    async def start(self) -> bool:
+        await self._start_admin()
+        result = await asyncio.get_running_loop().run_in_executor(
+            None, build_snapshot, list(self.settings.config_paths), self.settings.node()
+        )
+        for diag in result.diagnostics:
+            level = logging.ERROR if diag.severity is Severity.ERROR else logging.WARNING
+            _log.log(level, "%s", diag)
+        if result.snapshot is None:
+            _log.error("configuration rejected; not starting")
+            return False
+        try:
+            await self.runtime.apply(result.snapshot)
+        except (OSError, TlsConfigError) as exc:
+            _log.error("%s", exc)
+            return False
+        self.runtime.ready = True
+        self.metrics.config_reloads["success"] += 1
+        _log.info("ready: config version %s", result.snapshot.version)
+        background(self._watcher.run(), name="config watcher")
+        background(self._watch_certificates(), name="certificate watcher")
+        return True
+
+    async def _start_admin(self) -> None:
+        app = build_admin_app(self.runtime, self.registry, self.reload, self.begin_drain)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        host, port = self.settings.admin_address
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise OSError(
+                exc.errno, f"cannot listen on admin address {host}:{port}: {exc.strerror}"
+            ) from exc
+        self._admin = runner
+        # aiohttp has no public accessor for the bound port (needed with port 0).
+        server = cast(asyncio.Server | None, site._server)
+        if server is not None and server.sockets:
+            self.admin_port = server.sockets[0].getsockname()[1]
+        _log.info("admin listening on %s:%d", host, self.admin_port or port)
+
+    # -- reload ------------------------------------------------------------------------------
+    async def reload(self) -> bool:
+        async with self._reload_lock:
+            result = await asyncio.get_running_loop().run_in_executor(
+                None, build_snapshot, list(self.settings.config_paths), self.settings.node()
+            )
+            runtime = self.runtime
+            if result.snapshot is None:
+                errors = [str(d) for d in result.diagnostics.errors]
+                return self._rejected("\n".join(errors))
+            if result.snapshot.version == runtime.snapshot.version:
+                self._watcher.mark_loaded()
+                return True
+            try:
+                await runtime.apply(result.snapshot)
+            except (OSError, TlsConfigError) as exc:
+                return self._rejected(str(exc))
+            runtime.last_error = ""
+            self.metrics.config_last_error = ""
+            self.metrics.config_reloads["success"] += 1
+            self._watcher.mark_loaded()
+            _log.info("configuration reloaded: version %s", result.snapshot.version)
+            return True
+
+    def _rejected(self, message: str) -> bool:
+        self.runtime.last_error = message
+        self.metrics.config_last_error = message
+        self.metrics.config_reloads["rejected"] += 1
+        _log.error(
+            "configuration rejected; still serving version %s:\n%s",
+            self.runtime.snapshot.version,
+            message,
+        )
+        return False
+
+    async def _watch_certificates(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.watch_interval)
+            _, errors = self.listeners.reload_certificates()
+            for err in errors:
+                self.metrics.tls_reloads["rejected"] += 1
+                _log.error("certificate reload failed: %s", err)
+
+    # -- drain and stop ------------------------------------------------------------------------
+    def begin_drain(self, propagation: float | None = None) -> None:
+        if self._drain_task is None:
+            self._drain_task = spawn(self._drain(propagation), name="drain")
+
+    async def _drain(self, propagation: float | None) -> None:
+        runtime = self.runtime
+        settings = self.settings
+        runtime.draining = True
+        _log.info("draining: readiness now fails")
+        await asyncio.sleep(settings.drain_propagation if propagation is None else propagation)
+        self.listeners.stop_accepting()
+        for conn in list(runtime.connections):
+            if conn.current is None and conn.transport is not None:
+                conn.transport.close()  # idle keep-alive connection
+        deadline = time.monotonic() + settings.drain_deadline
+        # A bounded 50 ms poll keeps drain bookkeeping out of the data path.
+        while _busy(runtime) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        left = [c for c in runtime.connections if c.current is not None]
+        if left:
+            _log.warning("drain deadline reached with %d requests in flight", len(left))
+        for conn in list(runtime.connections):
+            if conn.transport is not None:
+                conn.transport.close()
+        self._stop.set()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stop.wait()
+
+    async def close(self) -> None:
+        self.listeners.stop_accepting()
+        for conn in list(self.runtime.connections):
+            if conn.transport is not None:
+                conn.transport.abort()
+        await self.runtime.cluster_manager.close()
+        self.runtime.access_log.close()
+        if self._admin is not None:
+            await self._admin.cleanup()
+
+
+def _busy(runtime: GatewayRuntime) -> bool:
+    return any(c.current is not None for c in runtime.connections)
+
+
+async def serve(settings: GatewaySettings) -> int:
+    gateway = Gateway(settings)
+    loop = asyncio.get_running_loop()
+    try:
+        started = await gateway.start()
+    except OSError as exc:
+        _log.error("%s", exc)
+        await gateway.close()
+        return 1
+    if not started:
+        await gateway.close()
+        return 1
+    loop.add_signal_handler(signal.SIGTERM, gateway.begin_drain)
+    loop.add_signal_handler(signal.SIGINT, lambda: gateway.begin_drain(0.0))
+    loop.add_signal_handler(
+        signal.SIGHUP, lambda: background(gateway.reload(), name="sighup reload")
+    )
+    print(
+        f"{settings.tier} ready (admin {settings.admin_address[0]}:{gateway.admin_port})",
+        file=sys.stderr,
+        flush=True,
+    )
+    await gateway.wait_stopped()
+    await gateway.close()
+    return 0

@@ -1,0 +1,1 @@
+"""Data path runtime state: clusters, hosts, load balancers, pools, limits, outlier detection."""

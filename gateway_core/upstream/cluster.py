@@ -1,0 +1,249 @@
+"""Data path runtime: ``Cluster``, the live side of one ``ClusterSpec``.
+
+It owns the hosts (from static endpoints or DNS), the priority load balancer, the connection
+pools, the circuit-breaker counters, outlier detection and active health checks. The data path
+calls ``choose_host``, ``pool_for``, ``record_status`` and ``record_local``; everything that
+changes host health runs on the control side and ends in ``on_host_change``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from gateway_core.routing.actions import HeaderList
+from gateway_core.routing.request import RequestHead
+from gateway_core.server.tls import ClientContextCache, upstream_server_hostname
+from gateway_core.snapshot import ClusterSpec, Discovery
+from gateway_core.upstream.discovery import DnsDiscovery, DnsResolver, hosts_from_static
+from gateway_core.upstream.health_check import HealthChecker
+from gateway_core.upstream.host import Host, HostKey
+from gateway_core.upstream.lb import LbContext
+from gateway_core.upstream.lb.hash_key import (
+    compute_hash_key,
+    generate_cookie,
+    should_generate_cookie,
+)
+from gateway_core.upstream.lb.priority import PriorityLoadBalancer
+from gateway_core.upstream.outlier import HostMonitor, LocalOrigin, OutlierDetector
+from gateway_core.upstream.pool import HostPool
+from gateway_core.utils.clock import Clock
+
+_log = logging.getLogger("gateway.cluster")
+
+
+@dataclass(slots=True)
+class ClusterStats:
+    """Counters the metrics endpoint reads (Envoy ``cluster.<name>.upstream_*``)."""
+
+    rq_2xx: int = 0
+    rq_3xx: int = 0
+    rq_4xx: int = 0
+    rq_5xx: int = 0
+    retries: int = 0
+    overflow: int = 0
+    connect_fail: int = 0
+    connect_timeout: int = 0
+    resets: int = 0
+
+
+class Cluster:
+    def __init__(
+        self,
+        spec: ClusterSpec,
+        *,
+        rng: random.Random,
+        clock: Clock,
+        resolver: DnsResolver,
+        tls_cache: ClientContextCache,
+        existing: Mapping[HostKey, Host] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.rng = rng
+        self.clock = clock
+        self.stats = ClusterStats()
+        self.open_connections = 0
+        self.pending_requests = 0
+        self.active_requests = 0
+        self.active_retries = 0
+        self.pools: dict[tuple[HostKey, str | None], HostPool] = {}
+        self._tls_cache = tls_cache
+        self._sweep_timer: asyncio.TimerHandle | None = None
+        self.outlier = (
+            OutlierDetector(spec.outlier, clock, self.on_host_change) if spec.outlier else None
+        )
+        self.discovery: DnsDiscovery | None = None
+        if spec.discovery is Discovery.STATIC:
+            hosts = hosts_from_static(spec, existing)
+        else:
+            self.discovery = DnsDiscovery(
+                spec, resolver, clock, self.set_hosts, _log, existing=existing
+            )
+            hosts = self.discovery.hosts
+        self.hosts: list[Host] = []
+        self.lb = PriorityLoadBalancer(
+            spec.lb,
+            (),
+            panic_threshold=spec.panic_threshold,
+            locality_weighted=spec.locality.locality_weighted,
+            rng=rng,
+        )
+        self.health: HealthChecker | None = None
+        if spec.health_check is not None:
+            self.health = HealthChecker(
+                spec.health_check,
+                lambda: self.hosts,
+                self._probe_context,
+                self._probe_server_name(),
+                clock,
+                self.on_host_change,
+                on_pass=self.outlier.uneject if self.outlier is not None else None,
+            )
+        self.set_hosts(hosts)
+
+    # -- lifecycle (control path) ----------------------------------------------------------
+    async def start(self) -> None:
+        if self.discovery is not None:
+            await self.discovery.start()
+        if self.health is not None:
+            await self.health.start()
+        if self.outlier is not None:
+            self._schedule_sweep()
+
+    async def stop(self) -> None:
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
+        if self.discovery is not None:
+            self.discovery.stop()
+        if self.health is not None:
+            await self.health.stop()
+        for pool in self.pools.values():
+            pool.close()
+
+    def set_hosts(self, hosts: list[Host]) -> None:
+        """New membership (static build, DNS refresh): keep state of surviving hosts."""
+        keys = {h.key for h in hosts}
+        for pool_key, pool in list(self.pools.items()):
+            if pool_key[0] not in keys:
+                pool.close()
+                del self.pools[pool_key]
+        self.hosts = hosts
+        if self.outlier is not None:
+            self.outlier.set_hosts(hosts)
+        self.lb.update(hosts)
+
+    def on_host_change(self, host: Host) -> None:
+        """Outlier detection or a health check changed a host's health: recompute loads."""
+        self.lb.update()
+
+    def _schedule_sweep(self) -> None:
+        assert self.spec.outlier is not None
+        loop = asyncio.get_running_loop()
+        self._sweep_timer = loop.call_later(self.spec.outlier.interval, self._sweep)
+
+    def _sweep(self) -> None:
+        if self.outlier is not None:
+            self.outlier.sweep()
+            self._schedule_sweep()
+
+    # -- data path -------------------------------------------------------------------------
+    def choose_host(self, ctx: LbContext) -> Host | None:
+        host = self.lb.choose_host(ctx)
+        if host is not None and host.key in ctx.excluded and len(self.hosts) > 1:
+            # Envoy ``previous_hosts`` predicate: a few more picks to find an untried host.
+            for _ in range(5):
+                again = self.lb.choose_host(ctx)
+                if again is not None and again.key not in ctx.excluded:
+                    return again
+        return host
+
+    def hash_key(self, req: RequestHead, client_ip: str) -> int | None:
+        spec = self.spec.lb.hash_key
+        if spec is None:
+            return None
+        key = compute_hash_key(spec, req.headers, lambda: req.query_params, client_ip)
+        if key is None and should_generate_cookie(spec, key):
+            return generate_cookie(spec, (client_ip, 0), (req.host, req.port)).hash_key
+        return key
+
+    def response_cookies(self, req: RequestHead, host: Host) -> HeaderList:
+        """``set-cookie`` for a consistent-hash cookie policy with a ttl (Envoy generates it)."""
+        spec = self.spec.lb.hash_key
+        if spec is None or not should_generate_cookie(spec, None):
+            return []
+        if compute_hash_key(spec, req.headers, lambda: req.query_params, req.source_ip) is not None:
+            return []
+        cookie = generate_cookie(spec, (req.source_ip, 0), (req.host, req.port))
+        return [(b"set-cookie", cookie.set_cookie)]
+
+    def pool_for(self, host: Host, authority: bytes) -> HostPool:
+        tls = self.spec.tls
+        sni = None
+        if tls is not None:
+            host_part = authority.decode("latin-1").rsplit(":", 1)[0] if authority else None
+            sni = upstream_server_hostname(tls, host_part)
+        key = (host.key, sni)
+        pool = self.pools.get(key)
+        if pool is None:
+            pool = self.pools[key] = HostPool(self, host, tls, sni)
+        return pool
+
+    def client_context(self) -> ssl.SSLContext:
+        assert self.spec.tls is not None
+        return self._tls_cache.get(self.spec.tls)
+
+    def record_status(self, host: Host, status: int) -> None:
+        stats = self.stats
+        if status < 300:
+            stats.rq_2xx += 1
+        elif status < 400:
+            stats.rq_3xx += 1
+        elif status < 500:
+            stats.rq_4xx += 1
+        else:
+            stats.rq_5xx += 1
+        monitor = host.monitor
+        if isinstance(monitor, HostMonitor) and monitor.record_status(status):
+            self._check_soon(host)
+
+    def record_local(self, host: Host, origin: LocalOrigin) -> None:
+        if origin is LocalOrigin.RESET:
+            self.stats.resets += 1
+        monitor = host.monitor
+        if isinstance(monitor, HostMonitor) and monitor.record_local(origin):
+            self._check_soon(host)
+
+    def on_connected(self, host: Host) -> None:
+        monitor = host.monitor
+        if isinstance(monitor, HostMonitor):
+            monitor.record_local(LocalOrigin.CONNECT_SUCCESS)
+
+    def on_connect_failed(self, host: Host, timeout: bool) -> None:
+        if timeout:
+            self.stats.connect_timeout += 1
+        else:
+            self.stats.connect_fail += 1
+
+    def _check_soon(self, host: Host) -> None:
+        """The data path only reports; the detector decides, right after this callback."""
+        if self.outlier is not None:
+            asyncio.get_running_loop().call_soon(self.outlier.check, host)
+
+    # -- health-check plumbing ---------------------------------------------------------------
+    def _probe_context(self) -> ssl.SSLContext | None:
+        return self.client_context() if self.spec.tls is not None else None
+
+    def _probe_server_name(self) -> str | None:
+        tls = self.spec.tls
+        if tls is None:
+            return None
+        hc = self.spec.health_check
+        return upstream_server_hostname(tls, (hc.host if hc else None) or self.spec.service_host)
+
+    @property
+    def connections(self) -> int:
+        return self.open_connections

@@ -1,0 +1,109 @@
+"""Control path: ``ClusterManager`` reconciles live clusters with a new snapshot's specs.
+
+Keyed by cluster key (Envoy cluster manager, mitmproxy ``Servers.update``): an unchanged spec
+keeps its ``Cluster`` object; a changed one is rebuilt with the surviving ``Host`` objects, so
+outlier state, ejections and active-request counts carry over; a new cluster is warmed (its DNS
+names resolved once) before the snapshot that uses it is published; a removed cluster is
+stopped only after a drain delay, so in-flight requests finish on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Mapping
+
+from gateway_core.server.tls import ClientContextCache
+from gateway_core.snapshot import ClusterSpec
+from gateway_core.upstream.cluster import Cluster
+from gateway_core.upstream.discovery import DnsResolver
+from gateway_core.upstream.host import Host, HostKey
+from gateway_core.utils.clock import Clock
+from gateway_core.utils.tasks import background
+
+_log = logging.getLogger("gateway.clusters")
+
+WARM_TIMEOUT = 5.0
+"""A new cluster waits this long for its first DNS answers before going live anyway."""
+RETIRE_DELAY = 30.0
+"""Removed clusters keep serving in-flight requests this long before their pools close."""
+
+
+class ClusterManager:
+    def __init__(
+        self,
+        *,
+        rng: random.Random,
+        clock: Clock,
+        resolver: DnsResolver,
+        tls_cache: ClientContextCache,
+        retire_delay: float = RETIRE_DELAY,
+    ) -> None:
+        self._rng = rng
+        self._clock = clock
+        self._resolver = resolver
+        self._tls_cache = tls_cache
+        self._retire_delay = retire_delay
+        self.clusters: dict[str, Cluster] = {}
+
+    def get(self, key: str) -> Cluster | None:
+        return self.clusters.get(key)
+
+    async def reconcile(self, specs: Mapping[str, ClusterSpec]) -> dict[str, Cluster]:
+        """Build and warm the clusters of ``specs``; return the new map (not yet published)."""
+        new: dict[str, Cluster] = {}
+        started: list[Cluster] = []
+        for key, spec in specs.items():
+            old = self.clusters.get(key)
+            if old is not None and old.spec == spec:
+                new[key] = old
+                continue
+            cluster = Cluster(
+                spec,
+                rng=self._rng,
+                clock=self._clock,
+                resolver=self._resolver,
+                tls_cache=self._tls_cache,
+                existing=self._existing_hosts(spec, old),
+            )
+            new[key] = cluster
+            started.append(cluster)
+        if started:
+            await self._warm(started)
+        return new
+
+    def publish(self, new: dict[str, Cluster]) -> None:
+        """Swap in ``new``; retire clusters that are gone or were replaced."""
+        old = self.clusters
+        self.clusters = new
+        retired = [c for k, c in old.items() if new.get(k) is not c]
+        if retired:
+            background(self._retire(retired), name="retire clusters")
+
+    async def close(self) -> None:
+        clusters, self.clusters = self.clusters, {}
+        await asyncio.gather(*(c.stop() for c in clusters.values()), return_exceptions=True)
+
+    @staticmethod
+    def _existing_hosts(spec: ClusterSpec, old: Cluster | None) -> dict[HostKey, Host]:
+        """Hosts of the previous version of this cluster: their state carries over."""
+        return {h.key: h for h in old.hosts} if old is not None else {}
+
+    async def _warm(self, clusters: list[Cluster]) -> None:
+        tasks = [asyncio.ensure_future(c.start()) for c in clusters]
+        done, pending = await asyncio.wait(tasks, timeout=WARM_TIMEOUT)
+        for task in pending:
+            _log.warning("cluster warming is taking longer than %.0fs; going live", WARM_TIMEOUT)
+            task.add_done_callback(_log_failure)
+        for task in done:
+            _log_failure(task)
+
+    async def _retire(self, clusters: list[Cluster]) -> None:
+        await asyncio.sleep(self._retire_delay)
+        await asyncio.gather(*(c.stop() for c in clusters), return_exceptions=True)
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        _log.error("cluster start failed", exc_info=task.exception())

@@ -1,0 +1,1 @@
+"""Small shared utilities (clock, task spawning, preflight checks)."""

@@ -1,0 +1,39 @@
+"""Shared: start-up checks for the runtime the data path depends on.
+
+aiohttp's pure-Python HTTP parser hangs on some overflow inputs (robustness.md §0.2), so the
+gateway refuses to run without aiohttp's C parser; the data path itself needs httptools (llhttp).
+``python -m gateway_core.utils.preflight`` runs the same checks (the test command calls it).
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def check_runtime() -> str | None:
+    """None when the runtime is fine, else a message saying what is missing."""
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return "httptools (llhttp C parser) is not installed: pip install httptools"
+    from aiohttp import http_parser
+
+    if http_parser.HttpRequestParser.__module__ != "aiohttp._http_parser":
+        return (
+            "aiohttp is running with its pure-Python HTTP parser (AIOHTTP_NO_EXTENSIONS set, or a "
+            "build without C extensions); it hangs on some overflow inputs, so it is refused"
+        )
+    return None
+
+
+def main() -> int:
+    problem = check_runtime()
+    if problem:
+        print(f"preflight: {problem}", file=sys.stderr)
+        return 1
+    print("preflight: httptools and aiohttp's C parser are available")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

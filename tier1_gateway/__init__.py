@@ -1,0 +1,1 @@
+"""Tier1 gateway: role defaults and entry points over the shared gateway_core."""
