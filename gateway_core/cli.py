@@ -106,7 +106,7 @@ def _parser(role: RoleDefaults) -> argparse.ArgumentParser:
         help="explain against a running gateway's live state instead of --config",
     )
     ex.add_argument("--json", action="store_true", help="print JSON")
-    ex.add_argument("url")
+    ex.add_argument("url", nargs="?", help="the request, e.g. https://bookinfo.example.com:8443/x")
     return parser
 
 
@@ -187,6 +187,15 @@ def _validate(args: argparse.Namespace, role: RoleDefaults) -> int:
 
 
 def _explain(args: argparse.Namespace, role: RoleDefaults) -> int:
+    if args.url is None and args.config and "://" in args.config[-1]:
+        # ``--config a b URL``: argparse's nargs="+" swallowed the URL.
+        args.url = args.config.pop()
+    if args.url is None:
+        print(
+            "explain needs a URL, e.g. http://bookinfo.example.com:8080/productpage",
+            file=sys.stderr,
+        )
+        return 2
     headers = tuple(_header(h) for h in args.header)
     if args.admin_address:
         return _explain_live(args, headers)

@@ -24,10 +24,14 @@ class GatewaySettings:
     """Whole request head must arrive within this time (slowloris guard); 408 after."""
     idle_timeout: float = 60.0
     """Keep-alive connections idle this long are closed."""
+    stream_idle_timeout: float = 300.0
+    """An attempt whose upstream sends nothing for this long fails with 504 UT (Envoy: 5 min)."""
     health_path: str = "/healthz/ready"
     """Answered on every data listener with 200 (ready) or 503 (starting/draining); '' disables."""
     dns_servers: tuple[tuple[str, int], ...] = ()
     spillover: bool = False
+    sticky_secret: bytes = b""
+    """HMAC key for sticky-session cookies; replicas must share it (empty: random per process)."""
     drain_propagation: float = 5.0
     """After SIGTERM: readiness fails at once, listeners keep accepting this long."""
     drain_deadline: float = 25.0

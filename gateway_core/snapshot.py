@@ -197,6 +197,8 @@ class ClusterSpec:
     locality: LocalityPolicy = LocalityPolicy()
     panic_threshold: int = 50
     """Percent; Envoy's 50 without outlier detection, ``minHealthPercent`` (default 0) with it."""
+    spillover: bool = False
+    """A weighted route moves this destination's share to the others when it has no healthy host."""
     dns_refresh_min: float = 5.0
     dns_refresh_max: float = 300.0
 

@@ -123,6 +123,9 @@ def build_cluster(
             locality_weighted=weighted,
         ),
         panic_threshold=outlier.min_health_percent if outlier is not None else 50,
+        spillover=ext_spec.spillover.enabled
+        if ext_spec is not None and ext_spec.spillover is not None
+        else node.spillover,
     )
 
 

@@ -1,9 +1,12 @@
 """Data path: ``Exchange``, one request/response through the gateway, top to bottom.
 
-route → (local reply | fault) → cluster → load balancer → host → pool → forward → stream back.
+route → (local reply | fault) → destination → host → pool → forward → stream back.
 Everything is callback-driven: no task per request on the hot path. Retries re-enter host
-selection with the hosts already tried excluded; a request is retried after it was sent only
-when its method is idempotent and its body is still in memory (RFC 9110 §9.2.2).
+selection with the hosts already tried excluded (``retry.py`` says when a retry is allowed).
+
+Timeouts: the route ``timeout`` bounds the whole exchange (504 ``UT``); ``perTryTimeout``
+bounds each attempt; without either, an attempt whose upstream stays silent for
+``stream_idle_timeout`` (Envoy's 5 minutes) ends the same way.
 """
 
 from __future__ import annotations
@@ -11,25 +14,26 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from gateway_core.proxy import messages
 from gateway_core.proxy.flags import ResponseFlag
-from gateway_core.proxy.headers import (
-    new_request_id,
-    response_headers,
-    serialize_request,
-    upstream_request_headers,
-)
+from gateway_core.proxy.headers import new_request_id
 from gateway_core.proxy.local_reply import DEFAULT_BODIES, redirect_location, render
+from gateway_core.proxy.retry import (
+    IDEMPOTENT,
+    failure_retriable,
+    retriable_status,
+    retry_policy,
+)
+from gateway_core.proxy.targets import choose_target, sticky_host
 from gateway_core.proxy.upstream_conn import UpstreamConnection
 from gateway_core.routing.actions import (
-    DEFAULT_RETRY,
     DirectResponseAction,
     HeaderList,
     RedirectAction,
-    RetrySpec,
     RouteAction,
     WeightedCluster,
 )
-from gateway_core.routing.matchers import PrefixMatcher, RequestMatch
+from gateway_core.routing.matchers import RequestMatch
 from gateway_core.routing.request import RequestHead
 from gateway_core.routing.route_table import RouteEntry
 from gateway_core.upstream.host import Host
@@ -41,7 +45,6 @@ if TYPE_CHECKING:
     from gateway_core.proxy.downstream import DownstreamProtocol
     from gateway_core.upstream.cluster import Cluster
 
-IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 REPLAY_LIMIT = 65536
 """Request bodies up to this size are kept for retries; larger ones stream without a copy."""
 BUFFER_HIGH = 65536
@@ -50,7 +53,7 @@ BUFFER_HIGH = 65536
 
 class Exchange:
     __slots__ = (
-        "_deadline",
+        "_activity",
         "_discarding",
         "_pending",
         "_pending_size",
@@ -58,6 +61,7 @@ class Exchange:
         "_replay_size",
         "_resp_framing",
         "_timer",
+        "_try_timer",
         "attempts",
         "bytes_received",
         "bytes_sent",
@@ -80,6 +84,7 @@ class Exchange:
         "response_started",
         "start",
         "status",
+        "sticky_cookie",
         "target",
         "tried",
         "upgrade",
@@ -109,6 +114,7 @@ class Exchange:
         self.conn: UpstreamConnection | None = None
         self.head = b""
         self.request_id = b""
+        self.sticky_cookie: bytes | None = None
         self.attempts = 0
         self.tried: frozenset[tuple[str, int]] = frozenset()
         self.bytes_received = 0
@@ -120,7 +126,8 @@ class Exchange:
         self._discarding = False
         self._resp_framing = "length"
         self._timer: asyncio.TimerHandle | None = None
-        self._deadline = 0.0
+        self._try_timer: asyncio.TimerHandle | None = None
+        self._activity = 0.0
 
     # -- routing ---------------------------------------------------------------------------
     def begin(self) -> None:
@@ -154,7 +161,7 @@ class Exchange:
             return
         fault = entry.fault
         if fault is not None:
-            rng = down.runtime.rng
+            rng = runtime.rng
             if fault.abort_status and rng.random() * 100 < fault.abort_percent:
                 self.local_reply(fault.abort_status, ResponseFlag.FAULT_INJECTED)
                 return
@@ -169,8 +176,8 @@ class Exchange:
             return
         self._timer = None
         runtime = self.down.runtime
-        target = action.pick(
-            runtime.rng.randrange(action.total_weight) if action.total_weight else 0
+        target, self.sticky_cookie = choose_target(
+            action, self.cluster_map, runtime.rng, runtime.sticky_key, self.req
         )
         cluster = self.cluster_map.get(target.cluster)
         if cluster is None:
@@ -189,83 +196,55 @@ class Exchange:
             self.down.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         timeout = self.entry.timeout if self.entry is not None else None
         if timeout:
-            self._deadline = self.start + timeout
-            self._timer = self.down.loop.call_at(self._deadline, self._on_timeout)
+            self._timer = self.down.loop.call_at(self.start + timeout, self._on_timeout)
         cluster.active_requests += 1
         self._attempt()
 
     def _attempt(self) -> None:
-        cluster = self.cluster
-        assert cluster is not None and self.target is not None
+        cluster, entry, target = self.cluster, self.entry, self.target
+        assert cluster is not None and entry is not None and target is not None
         self.attempts += 1
         ctx = LbContext(
             hash_key=cluster.hash_key(self.req, self.down.client_ip),
             attempt=self.attempts - 1,
             excluded=self.tried,
         )
-        host = cluster.choose_host(ctx)
+        policy = cluster.spec.sticky
+        if policy is not None and not policy.target_subset:
+            host, cookie = sticky_host(cluster, policy, self.down.runtime.sticky_key, self.req, ctx)
+            self.sticky_cookie = cookie or self.sticky_cookie
+        else:
+            host = cluster.choose_host(ctx)
         if host is None:
             self.local_reply(503, ResponseFlag.NO_HEALTHY_UPSTREAM)
             return
         self.host = host
         self.tried = self.tried | {host.key}
-        authority = self._upstream_authority()
+        down = self.down
+        authority = messages.upstream_authority(self.req, entry)
         self.pool = cluster.pool_for(host, authority)
-        self.head = self._request_head(authority)
+        self.head = messages.request_head(
+            self.req,
+            entry,
+            target,
+            self.match,
+            authority=authority,
+            client_ip=down.client_ip_bytes,
+            trust_forwarded=down.trust_forwarded,
+            request_id=self.request_id,
+            framing=self.req_framing,
+            upgrade=self.upgrade,
+        )
+        self._arm_try_timer()
         try:
             self.pool.acquire(self)
         except Overflow:
             cluster.stats.overflow += 1
             self.local_reply(503, ResponseFlag.UPSTREAM_OVERFLOW)
 
-    def _upstream_authority(self) -> bytes:
-        rewrite = self.entry.rewrite if self.entry is not None else None
-        if rewrite is not None and rewrite.authority is not None:
-            return rewrite.authority
-        return self.req.authority
-
-    def _request_head(self, authority: bytes) -> bytes:
-        req, down, entry, target = self.req, self.down, self.entry, self.target
-        assert entry is not None and target is not None
-        headers = upstream_request_headers(
-            req.raw_headers,
-            authority=authority,
-            client_ip=down.client_ip_bytes,
-            scheme=req.scheme,
-            original_authority=req.authority,
-            trust_forwarded=down.trust_forwarded,
-            request_id=self.request_id,
-        )
-        if self.upgrade:
-            headers += [(b"connection", b"upgrade"), (b"upgrade", b"websocket")]
-        elif self.req_framing == "chunked":
-            headers.append((b"transfer-encoding", b"chunked"))
-        elif self.req_framing == "length" or b"content-length" in req.headers:
-            headers.append((b"content-length", req.headers.get(b"content-length", b"0")))
-        if entry.request_headers is not None:
-            headers = entry.request_headers.apply(headers)
-        if target.request_headers is not None:
-            headers = target.request_headers.apply(headers)
-        return serialize_request(req.method, self._upstream_target(), headers)
-
-    def _upstream_target(self) -> bytes:
-        req, entry = self.req, self.entry
-        rewrite = entry.rewrite if entry is not None else None
-        path = req.path
-        if rewrite is not None:
-            if rewrite.regex is not None:
-                path = rewrite.regex.sub(rewrite.regex_substitution, path)
-            elif rewrite.uri is not None:
-                m = self.match
-                if m is not None and isinstance(m.uri, PrefixMatcher):
-                    path = rewrite.uri + path[len(m.uri.value) :]
-                else:
-                    path = rewrite.uri
-        return path + b"?" + req.query if req.query else path
-
     # -- upstream connection (PoolWaiter) --------------------------------------------------
     def on_connection(self, conn: UpstreamConnection) -> None:
-        if self.finished or self.pool is None:
+        if self.finished or self.pool is None or self.conn is not None:
             conn.pool.release(conn)
             return
         self.conn = conn
@@ -282,15 +261,13 @@ class Exchange:
         if self.finished:
             return
         assert self.cluster is not None and self.host is not None
-        self.cluster.record_local(
-            self.host, LocalOrigin.TIMEOUT if timeout else LocalOrigin.CONNECT_FAILED
-        )
-        if self._may_retry(b"connect-failure", sent=False):
+        origin = LocalOrigin.TIMEOUT if timeout else LocalOrigin.CONNECT_FAILED
+        self.cluster.record_local(self.host, origin)
+        self.pool = None
+        if self._may_retry("connect-failure", sent=False):
             self._retry()
             return
-        body = (
-            b"upstream connect error or disconnect/reset before headers: " + reason.encode() + b"\n"
-        )
+        body = b"upstream connect error or disconnect/reset before headers: %s\n" % reason.encode()
         self.local_reply(503, ResponseFlag.UPSTREAM_CONNECT_FAILURE, body)
 
     # -- request body ----------------------------------------------------------------------
@@ -330,63 +307,52 @@ class Exchange:
     ) -> None:
         cluster, host = self.cluster, self.host
         assert cluster is not None and host is not None
+        self._activity = self.down.loop.time()
         cluster.record_status(host, status)
         if (
             status >= 500
-            and self._retriable_status(status)
-            and self._may_retry(b"status", sent=True)
+            and retriable_status(retry_policy(self.entry), status)
+            and self._may_retry("status", sent=True)
         ):
-            self._discarding = True
+            self._discarding = True  # drain this response, then try another host
             return
         self.status = status
         self.response_started = True
+        down = self.down
         if status == 101 and self.upgrade:
             self._resp_framing = "raw"
-            self.down.write(_switching_protocols(headers))
+            down.write(messages.switching_protocols(headers))
             return
         if self.upgrade:
-            self.down.keep_alive = (
-                False  # the client's parser state is unknown after a refused upgrade
-            )
-        self._resp_framing = framing
-        self.down.write(self._response_head(status, headers, framing))
-
-    def _response_head(self, status: int, raw: HeaderList, framing: str) -> bytes:
-        headers = response_headers(raw)
-        entry, target = self.entry, self.target
-        if target is not None and target.response_headers is not None:
-            headers = target.response_headers.apply(headers)
-        if entry is not None and entry.response_headers is not None:
-            headers = entry.response_headers.apply(headers)
-        cluster = self.cluster
-        if cluster is not None and self.host is not None:
-            headers.extend(cluster.response_cookies(self.req, self.host))
-        down = self.down
-        parts = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status) or b"Unknown")]
-        for name, value in headers:
-            parts += (name, b": ", value, b"\r\n")
-        if framing == "length" or (framing == "none" and self.req.method == b"HEAD"):
-            for name, value in raw:
-                if name == b"content-length":
-                    parts += (b"content-length: ", value, b"\r\n")
-                    break
-        elif framing in ("chunked", "eof"):
-            if down.http11:
-                parts.append(b"transfer-encoding: chunked\r\n")
-                self._resp_framing = "chunked"
-            else:
-                down.keep_alive = False
-                self._resp_framing = "eof"
-        parts.append(b"server: multicluster-gateway\r\n")
-        if not down.keep_alive or down.draining_now():
+            down.keep_alive = False  # a refused upgrade leaves the client's framing unknown
+        chunked = framing in ("chunked", "eof") and down.http11
+        if framing in ("chunked", "eof") and not down.http11:
+            down.keep_alive = False  # an HTTP/1.0 client reads the body until close
+        self._resp_framing = "chunked" if chunked else ("eof" if framing == "eof" else framing)
+        extra = cluster.response_cookies(self.req, host)
+        if self.sticky_cookie is not None:
+            extra.append((b"set-cookie", self.sticky_cookie))
+        close = not down.keep_alive or down.draining_now()
+        if close:
             down.keep_alive = False
-            parts.append(b"connection: close\r\n")
-        parts.append(b"\r\n")
-        return b"".join(parts)
+        down.write(
+            messages.response_head(
+                status,
+                headers,
+                framing,
+                head_request=self.req.method == b"HEAD",
+                entry=self.entry,
+                target=self.target,
+                extra=extra,
+                chunked=chunked,
+                close=close,
+            )
+        )
 
     def on_response_body(self, data: bytes) -> None:
         if self._discarding:
             return
+        self._activity = self.down.loop.time()
         self.bytes_sent += len(data)
         if self._resp_framing == "chunked":
             self.down.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
@@ -416,9 +382,9 @@ class Exchange:
             if self._resp_framing != "raw":
                 self.flags.append(ResponseFlag.UPSTREAM_REMOTE_RESET)
             self.down.keep_alive = False
-            self.finish(abort=True)
+            self.finish(abort=self._resp_framing != "raw")
             return
-        if self._may_retry(b"reset", sent=True):
+        if self._may_retry("reset", sent=True):
             self._retry()
             return
         self.local_reply(503, ResponseFlag.UPSTREAM_CONNECTION_TERMINATION)
@@ -426,6 +392,7 @@ class Exchange:
     def on_upstream_upgrade(self, conn: UpstreamConnection, rest: bytes) -> None:
         from gateway_core.proxy.tunnel import start_tunnel
 
+        self._cancel_try_timer()
         start_tunnel(self, conn, rest)
 
     def upstream_pause(self) -> None:
@@ -443,31 +410,16 @@ class Exchange:
             self.conn.resume_reading()
 
     # -- retries and timeouts ----------------------------------------------------------------
-    def _retry_policy(self) -> RetrySpec:
-        return (
-            self.entry.retries if self.entry is not None and self.entry.retries else DEFAULT_RETRY
-        )
-
-    def _retriable_status(self, status: int) -> bool:
-        retry = self._retry_policy()
-        on = retry.retry_on
-        return (
-            ("retriable-status-codes" in on and status in retry.retriable_status_codes)
-            or "5xx" in on
-            or (status in (502, 503, 504) and "gateway-error" in on)
-        )
-
-    def _may_retry(self, kind: bytes, *, sent: bool) -> bool:
-        retry = self._retry_policy()
-        if self.attempts > retry.attempts or self.cluster is None:
+    def _may_retry(self, kind: str, *, sent: bool) -> bool:
+        retry = retry_policy(self.entry)
+        cluster = self.cluster
+        if self.attempts > retry.attempts or cluster is None:
             return False
-        if kind == b"connect-failure" and "connect-failure" not in retry.retry_on:
-            return False
-        if kind == b"reset" and not ({"reset", "5xx", "gateway-error"} & retry.retry_on):
+        if kind != "status" and not failure_retriable(retry, kind):
             return False
         if sent and not self._replayable():
             return False
-        return self.cluster.active_retries < self.cluster.spec.limits.max_retries
+        return cluster.active_retries < cluster.spec.limits.max_retries
 
     def _replayable(self) -> bool:
         if self.req.method not in IDEMPOTENT:
@@ -487,6 +439,55 @@ class Exchange:
         finally:
             cluster.active_retries -= 1
 
+    def _arm_try_timer(self) -> None:
+        self._cancel_try_timer()
+        loop = self.down.loop
+        per_try = retry_policy(self.entry).per_try_timeout
+        self._activity = loop.time()
+        if per_try:
+            self._try_timer = loop.call_later(per_try, self._on_try_timeout)
+        else:
+            idle = self.down.runtime.settings.stream_idle_timeout
+            self._try_timer = loop.call_later(idle, self._on_idle_check)
+
+    def _cancel_try_timer(self) -> None:
+        if self._try_timer is not None:
+            self._try_timer.cancel()
+            self._try_timer = None
+
+    def _on_idle_check(self) -> None:
+        """Re-armed while the upstream shows activity; fires as a timeout once it is silent."""
+        self._try_timer = None
+        if self.finished:
+            return
+        loop = self.down.loop
+        idle = self.down.runtime.settings.stream_idle_timeout
+        quiet = loop.time() - self._activity
+        if quiet < idle:
+            self._try_timer = loop.call_later(idle - quiet, self._on_idle_check)
+            return
+        self._on_try_timeout()
+
+    def _on_try_timeout(self) -> None:
+        self._try_timer = None
+        if self.finished or (self.response_started and self._resp_framing == "raw"):
+            return
+        cluster, host = self.cluster, self.host
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            if host is not None:
+                host.active_requests -= 1
+            conn.abort()
+        elif self.pool is not None:
+            self.pool.cancel(self)
+        if cluster is not None and host is not None:
+            cluster.record_local(host, LocalOrigin.TIMEOUT)
+        if not self.response_started and self._may_retry("timeout", sent=True):
+            self._discarding = False
+            self._retry()
+            return
+        self._timed_out()
+
     def _on_timeout(self) -> None:
         self._timer = None
         if self.finished:
@@ -495,6 +496,9 @@ class Exchange:
             self.conn.abort()
         if self.cluster is not None and self.host is not None:
             self.cluster.record_local(self.host, LocalOrigin.TIMEOUT)
+        self._timed_out()
+
+    def _timed_out(self) -> None:
         if self.response_started:
             self.flags.append(ResponseFlag.UPSTREAM_TIMEOUT)
             self.down.keep_alive = False
@@ -504,13 +508,16 @@ class Exchange:
 
     # -- completion ----------------------------------------------------------------------------
     def _release_upstream(self, reusable: bool) -> None:
+        self._cancel_try_timer()
         conn, self.conn = self.conn, None
-        if self.pool is not None and conn is None:
-            self.pool.cancel(self)
-        if conn is not None and self.host is not None:
+        if conn is None:
+            if self.pool is not None:
+                self.pool.cancel(self)
+            return
+        if self.host is not None:
             self.host.active_requests -= 1
-            if not reusable and not conn.closed:
-                conn.abort()
+        if not reusable and not conn.closed:
+            conn.abort()
 
     def local_reply(
         self,
@@ -526,22 +533,16 @@ class Exchange:
             self.flags.append(flag)
             if body is None:
                 body = DEFAULT_BODIES.get(flag, b"")
+        body = body or b""
         self.status = status
         self.response_started = True
         down = self.down
         if not self.request_done:
             down.keep_alive = False  # the rest of the request body is never read
+        close = not down.keep_alive or down.draining_now()
         head_only = self.req.method == b"HEAD"
-        down.write(
-            render(
-                status,
-                body or b"",
-                extra=extra,
-                close=not down.keep_alive or down.draining_now(),
-                head_only=head_only,
-            )
-        )
-        self.bytes_sent += len(body or b"")
+        down.write(render(status, body, extra=extra, close=close, head_only=head_only))
+        self.bytes_sent += len(body)
         self.finish()
 
     def finish(self, abort: bool = False) -> None:
@@ -551,10 +552,7 @@ class Exchange:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self.conn is not None:
-            self._release_upstream(False)
-        elif self.pool is not None:
-            self.pool.cancel(self)
+        self._release_upstream(False)
         if self.cluster is not None and self.target is not None:
             self.cluster.active_requests -= 1
         self.down.exchange_finished(self, abort)
@@ -566,30 +564,8 @@ class Exchange:
         self.finish(abort=True)
 
 
-def _switching_protocols(headers: HeaderList) -> bytes:
-    parts = [b"HTTP/1.1 101 Switching Protocols\r\n"]
-    for name, value in headers:
-        if name not in (b"content-length", b"transfer-encoding"):
-            parts += (name, b": ", value, b"\r\n")
-    parts.append(b"\r\n")
-    return b"".join(parts)
-
-
 def _write_body(conn: UpstreamConnection, data: bytes, framing: str) -> None:
     if framing == "chunked":
         conn.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
     else:
         conn.write(data)
-
-
-_REASONS: dict[int, bytes] = {}
-
-
-def _init_reasons() -> None:
-    from http import HTTPStatus
-
-    for s in HTTPStatus:
-        _REASONS[s.value] = s.phrase.encode()
-
-
-_init_reasons()

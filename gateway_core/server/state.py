@@ -8,6 +8,7 @@ no request can observe one without the other. In-flight requests keep the object
 from __future__ import annotations
 
 import logging
+import os
 import random
 from typing import TYPE_CHECKING
 
@@ -50,6 +51,7 @@ class GatewayRuntime:
         self.ready = False
         self.draining = False
         self.last_error = ""
+        self.sticky_key = settings.sticky_secret or os.urandom(32)
         self.health_path = settings.health_path.encode() if settings.health_path else b"\x00"
         metrics.clusters_source = self.cluster_samples
         metrics.downstream_cx_active = lambda: len(self.connections)

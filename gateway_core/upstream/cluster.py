@@ -85,6 +85,8 @@ class Cluster:
             )
             hosts = self.discovery.hosts
         self.hosts: list[Host] = []
+        self.healthy_hosts = 0
+        self.host_by_label: dict[str, Host] = {}
         self.lb = PriorityLoadBalancer(
             spec.lb,
             (),
@@ -132,13 +134,16 @@ class Cluster:
                 pool.close()
                 del self.pools[pool_key]
         self.hosts = hosts
+        self.host_by_label = {h.label: h for h in hosts}
         if self.outlier is not None:
             self.outlier.set_hosts(hosts)
         self.lb.update(hosts)
+        self.healthy_hosts = sum(1 for h in hosts if h.healthy)
 
     def on_host_change(self, host: Host) -> None:
         """Outlier detection or a health check changed a host's health: recompute loads."""
         self.lb.update()
+        self.healthy_hosts = sum(1 for h in self.hosts if h.healthy)
 
     def _schedule_sweep(self) -> None:
         assert self.spec.outlier is not None

@@ -1,0 +1,163 @@
+"""Control path: DestinationRule policies → cluster settings, with Istio's merge rules."""
+
+from __future__ import annotations
+
+from gateway_core.snapshot import UNLIMITED, Discovery, LbKind
+from tests.gateway_core.compiler.compiler_testkit import GATEWAY, snapshot
+
+SERVICE = """
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: vs}
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  http:
+  - match: [{uri: {prefix: /v1}}]
+    route: [{destination: {host: svc.example.internal, subset: v1, port: {number: 80}}}]
+  - match: [{uri: {prefix: /v2}}]
+    route: [{destination: {host: svc.example.internal, subset: v2, port: {number: 80}}}]
+  - route: [{destination: {host: svc.example.internal, port: {number: 9000}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: svc}
+spec:
+  hosts: [svc.example.internal]
+  ports:
+  - {number: 80, name: http, protocol: HTTP, targetPort: 8080}
+  - {number: 9000, name: admin, protocol: HTTP}
+  resolution: STATIC
+  endpoints:
+  - {address: 10.0.0.1, labels: {version: v1}, locality: us-west1/us-west1-a}
+  - {address: 10.0.0.2, labels: {version: v2}, locality: us-west1/us-west1-b, weight: 3}
+  - {address: 10.0.0.3, labels: {version: v2}, ports: {http: 7070}, locality: us-east1/us-east1-b}
+"""
+
+RULE = """
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: svc}
+spec:
+  host: svc.example.internal
+  trafficPolicy:
+    loadBalancer: {simple: ROUND_ROBIN}
+    connectionPool:
+      tcp: {maxConnections: 10}
+    outlierDetection: {consecutive5xxErrors: 2}
+    portLevelSettings:
+    - port: {number: 9000}
+      loadBalancer: {simple: RANDOM}
+  subsets:
+  - name: v1
+    labels: {version: v1}
+  - name: v2
+    labels: {version: v2}
+    trafficPolicy:
+      loadBalancer:
+        consistentHash: {httpHeaderName: X-User}
+"""
+
+
+SUBSETS_ONLY = """
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: svc}
+spec:
+  host: svc.example.internal
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+"""
+
+
+def test_defaults_without_destination_rule() -> None:
+    """No traffic policy: LEAST_REQUEST, breakers at 2^32-1, no outlier detection, panic 50%."""
+    c = snapshot(GATEWAY + SERVICE + SUBSETS_ONLY).clusters["outbound|80|v1|svc.example.internal"]
+    assert c.lb.kind is LbKind.LEAST_REQUEST
+    assert c.limits.max_connections == UNLIMITED
+    assert c.outlier is None
+    assert c.panic_threshold == 50
+
+
+def test_endpoints_follow_subset_labels_and_target_ports() -> None:
+    """Subset labels filter endpoints; ports come from endpoint ports, then targetPort."""
+    snap = snapshot(GATEWAY + SERVICE + RULE)
+    v2 = snap.clusters["outbound|80|v2|svc.example.internal"]
+    assert [(e.address, e.port, e.weight) for e in v2.endpoints] == [
+        ("10.0.0.2", 8080, 3),
+        ("10.0.0.3", 7070, 1),
+    ]
+    assert v2.discovery is Discovery.STATIC
+
+
+def test_subset_policy_overrides_rule_policy_field_by_field() -> None:
+    """The subset's loadBalancer wins; connection pool and outlier detection are inherited."""
+    snap = snapshot(GATEWAY + SERVICE + RULE)
+    v1 = snap.clusters["outbound|80|v1|svc.example.internal"]
+    v2 = snap.clusters["outbound|80|v2|svc.example.internal"]
+    assert v1.lb.kind is LbKind.ROUND_ROBIN
+    assert v2.lb.kind is LbKind.RING_HASH
+    assert v2.lb.ring_size == 1024
+    assert v2.limits.max_connections == 10
+    assert v2.outlier is not None
+    assert v2.outlier.consecutive_5xx == 2
+
+
+def test_port_level_settings_replace_not_merge() -> None:
+    """A matching portLevelSettings entry replaces the policy: omitted fields take defaults."""
+    snap = snapshot(GATEWAY + SERVICE + RULE)
+    admin = snap.clusters["outbound|9000||svc.example.internal"]
+    assert admin.lb.kind is LbKind.RANDOM
+    assert admin.limits.max_connections == UNLIMITED
+    assert admin.outlier is None
+
+
+def test_outlier_detection_defaults_and_panic() -> None:
+    """Unset outlier fields take Envoy's defaults; panic threshold is minHealthPercent (0)."""
+    snap = snapshot(GATEWAY + SERVICE + RULE)
+    o = snap.clusters["outbound|80|v1|svc.example.internal"].outlier
+    assert o is not None
+    assert (o.interval, o.base_ejection_time, o.max_ejection_percent) == (10.0, 30.0, 10)
+    assert (o.consecutive_gateway, o.split_local_origin) == (0, False)
+    assert snap.clusters["outbound|80|v1|svc.example.internal"].panic_threshold == 0
+
+
+def test_locality_priorities_need_outlier_detection() -> None:
+    """With outlier detection, endpoints get Istio's locality priorities; without, all are 0."""
+    with_od = snapshot(GATEWAY + SERVICE + RULE).clusters["outbound|80|v2|svc.example.internal"]
+    assert [(e.address, e.priority) for e in with_od.endpoints] == [
+        ("10.0.0.2", 0),
+        ("10.0.0.3", 1),
+    ]
+    without = snapshot(GATEWAY + SERVICE + SUBSETS_ONLY).clusters[
+        "outbound|80|v2|svc.example.internal"
+    ]
+    assert [e.priority for e in without.endpoints] == [0, 0]
+
+
+def test_host_without_service_entry_uses_dns() -> None:
+    """A destination without a ServiceEntry is resolved by DNS on its FQDN and port."""
+    text = (
+        GATEWAY
+        + """
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: vs, namespace: shop}
+spec:
+  hosts: ["*"]
+  gateways: [default/gw]
+  http:
+  - route: [{destination: {host: cart, port: {number: 8080}}}]
+"""
+    )
+    [cluster] = snapshot(text).clusters.values()
+    assert cluster.key == "outbound|8080||cart.shop.svc.cluster.local"
+    assert cluster.discovery is Discovery.DNS
+    assert [(e.address, e.port) for e in cluster.endpoints] == [
+        ("cart.shop.svc.cluster.local", 8080)
+    ]

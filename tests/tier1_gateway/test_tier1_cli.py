@@ -1,0 +1,59 @@
+"""CLI contract of ``tier1-gateway``: same commands, Tier-1 role defaults."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_module_entry_point_and_help() -> None:
+    """``python -m tier1_gateway --help`` lists the subcommands."""
+    result = subprocess.run(
+        [sys.executable, "-m", "tier1_gateway", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0
+    assert "{run,validate,explain}" in result.stdout
+
+
+def test_explain_the_lab_tier1_with_a_cluster_selector() -> None:
+    """The lab's Tier-1 sends X-CLUSTER-SELECTOR: cluster-2 to subset cluster-2 of tier2.lab."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tier1_gateway",
+            "explain",
+            "--config",
+            "deploy/lab/tier1",
+            "--locality",
+            "us-west1/us-west1-a",
+            "-H",
+            "X-CLUSTER-SELECTOR: cluster-2",
+            "http://bookinfo.example.com:8080/productpage",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "subset=cluster-2 weight=100 share=100.0%" in result.stdout
+    assert "endpoint tier2.cluster-2.lab:8443" in result.stdout
+
+
+def test_role_defaults_differ_between_tiers() -> None:
+    """Tier-1 spills over between weighted clusters and trusts no proxy; Tier-2 the reverse."""
+    from tier1_gateway.cli import ROLE as T1
+    from tier2_gateway.cli import ROLE as T2
+
+    assert (T1.spillover, T1.xff_trusted_hops) == (True, 0)
+    assert (T2.spillover, T2.xff_trusted_hops) == (False, 1)
