@@ -52,8 +52,8 @@ class GatewayProcess:
     def admin(self) -> str:
         return f"http://127.0.0.1:{self.admin_port}"
 
-    async def wait_ready(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
+    async def wait_ready(self, within: float = 20.0) -> None:
+        deadline = time.monotonic() + within
         async with aiohttp.ClientSession() as s:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
@@ -63,7 +63,7 @@ class GatewayProcess:
                         if r.status == 200:
                             return
                 await asyncio.sleep(0.1)
-        raise AssertionError(f"gateway not ready in {timeout}s:\n{self.log.read_text()}")
+        raise AssertionError(f"gateway not ready in {within}s:\n{self.log.read_text()}")
 
     def signal(self, sig: signal.Signals) -> None:
         self.proc.send_signal(sig)
@@ -82,13 +82,13 @@ async def admin_json(gateway: GatewayProcess, path: str) -> dict[str, object]:
         return data
 
 
-async def wait_for(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_for(check: Callable[[], Awaitable[bool]], within: float, what: str) -> None:
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if await check():
             return
         await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    raise AssertionError(f"timed out after {within}s waiting for {what}")
 
 
 @dataclass
@@ -149,7 +149,7 @@ async def constant_load(
                         result.statuses[r.status] += 1
                         if keep_bodies:
                             result.bodies.append(body)
-                except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                     result.errors[type(exc).__name__ + ": " + str(exc)[:80]] += 1
         finally:
             if session is not None:

@@ -53,7 +53,7 @@ async def served_serial(port: int, ca: Path) -> int:
 
 
 async def test_rotation_under_load_serves_new_serial_and_drops_nothing(tmp_path: Path) -> None:
-    """After rotating the files, new handshakes get the new serial; no request or handshake fails."""
+    """After rotation new handshakes get the new serial; no request or handshake fails."""
     certs = tmp_path / "certs"
     generate_lab_certs(certs)
     ca = certs / "ca.crt"
