@@ -84,7 +84,7 @@ async def test_twenty_reloads_under_load_drop_nothing(
         await gw.wait_ready()
         versions_seen = [str((await admin_json(gw, "/config_dump"))["version"])]
         async with constant_load(
-            f"http://127.0.0.1:{port}/echo", workers=6, max_seconds=90
+            f"http://127.0.0.1:{port}/echo", workers=6, max_requests=500_000, max_seconds=90
         ) as load:
             for step in range(1, 21):
                 if step == 10:
