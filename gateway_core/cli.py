@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 import urllib.parse
 import urllib.request
@@ -88,6 +89,12 @@ def _parser(role: RoleDefaults) -> argparse.ArgumentParser:
         help="move a weighted destination's share to the others when it has no healthy endpoint",
     )
     run.add_argument("--health-path", default="/healthz/ready")
+    run.add_argument(
+        "--sticky-secret-file",
+        metavar="PATH",
+        help="HMAC key for sticky-session cookies, shared by all replicas "
+        "(default: $GATEWAY_STICKY_SECRET, else a random key per process)",
+    )
     run.add_argument("--drain-propagation", type=float, default=5.0, metavar="SECONDS")
     run.add_argument("--drain-deadline", type=float, default=25.0, metavar="SECONDS")
     run.add_argument("--watch-interval", type=float, default=1.0, metavar="SECONDS")
@@ -161,12 +168,20 @@ def _settings(args: argparse.Namespace, role: RoleDefaults) -> GatewaySettings:
             xff_trusted_hops=args.xff_trusted_hops,
             spillover=args.spillover,
             health_path=args.health_path,
+            sticky_secret=_sticky_secret(args.sticky_secret_file),
             drain_propagation=args.drain_propagation,
             drain_deadline=args.drain_deadline,
             watch_interval=args.watch_interval,
             log_level=args.log_level,
         )
     return settings
+
+
+def _sticky_secret(path: str | None) -> bytes:
+    if path:
+        with open(path, "rb") as handle:
+            return handle.read().strip()
+    return os.environ.get("GATEWAY_STICKY_SECRET", "").encode()
 
 
 def _validate(args: argparse.Namespace, role: RoleDefaults) -> int:

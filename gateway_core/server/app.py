@@ -28,8 +28,9 @@ from gateway_core.server.admin import build_admin_app
 from gateway_core.server.listeners import ListenerSet
 from gateway_core.server.reload import ConfigWatcher
 from gateway_core.server.state import GatewayRuntime
-from gateway_core.server.tls import ClientContextCache, TlsConfigError
+from gateway_core.server.tls import TlsConfigError
 from gateway_core.settings import GatewaySettings
+from gateway_core.upstream.client_tls import ClientContextCache
 from gateway_core.upstream.cluster_manager import ClusterManager
 from gateway_core.upstream.discovery import DnsResolver
 from gateway_core.utils.clock import MonotonicClock
@@ -87,6 +88,13 @@ class Gateway:
             return False
         self.runtime.ready = True
         self.metrics.config_reloads["success"] += 1
+        if not self.settings.sticky_secret and any(
+            c.sticky is not None for c in result.snapshot.clusters.values()
+        ):
+            _log.warning(
+                "sticky sessions without --sticky-secret-file: cookies are only valid for this "
+                "process; give every replica the same secret"
+            )
         _log.info("ready: config version %s", result.snapshot.version)
         background(self._watcher.run(), name="config watcher")
         background(self._watch_certificates(), name="certificate watcher")

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from gateway_core.routing.actions import HeaderList
 from gateway_core.routing.request import RequestHead
-from gateway_core.server.tls import ClientContextCache, upstream_server_hostname
 from gateway_core.snapshot import ClusterSpec, Discovery
+from gateway_core.upstream.client_tls import ClientContextCache, upstream_server_hostname
 from gateway_core.upstream.discovery import DnsDiscovery, DnsResolver, hosts_from_static
 from gateway_core.upstream.health_check import HealthChecker
 from gateway_core.upstream.host import Host, HostKey

@@ -14,8 +14,8 @@ import logging
 import random
 from collections.abc import Mapping
 
-from gateway_core.server.tls import ClientContextCache
 from gateway_core.snapshot import ClusterSpec
+from gateway_core.upstream.client_tls import ClientContextCache
 from gateway_core.upstream.cluster import Cluster
 from gateway_core.upstream.discovery import DnsResolver
 from gateway_core.upstream.host import Host, HostKey

@@ -15,8 +15,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from gateway_core.proxy.upstream_conn import UpstreamConnection
-from gateway_core.server.tls import TlsConfigError, check_upstream_peer
+from gateway_core.server.tls import TlsConfigError
 from gateway_core.snapshot import UpstreamTls
+from gateway_core.upstream.client_tls import check_upstream_peer
 from gateway_core.upstream.host import Host
 from gateway_core.utils.tasks import background
 

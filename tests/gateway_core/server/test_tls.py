@@ -23,14 +23,10 @@ from cryptography import x509
 
 from gateway_core.server.tls import (
     MOZILLA_INTERMEDIATE_CIPHERS,
-    ClientContextCache,
     ServerTlsStore,
     TlsConfigError,
-    build_client_context,
-    check_upstream_peer,
     cipher_list,
     san_matches,
-    upstream_server_hostname,
     version_range,
 )
 from gateway_core.snapshot import (
@@ -39,6 +35,12 @@ from gateway_core.snapshot import (
     TlsServerSpec,
     UpstreamTls,
     UpstreamTlsMode,
+)
+from gateway_core.upstream.client_tls import (
+    ClientContextCache,
+    build_client_context,
+    check_upstream_peer,
+    upstream_server_hostname,
 )
 
 T = TypeVar("T")
