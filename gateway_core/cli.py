@@ -290,6 +290,17 @@ def format_result(res: Result, raw_destinations: list[dict[str, object]] | None 
                 f"  -> {d['host']}:{d['port']} subset={d['subset'] or '-'} weight={d['weight']} "
                 f"share={float(str(d['share'])) * 100:.1f}%  cluster {d['cluster']}"
             )
+            levels = d.get("priorities") or ()
+            assert isinstance(levels, (list, tuple))
+            if len(levels) > 1:
+                lines.append(
+                    "       priorities (all healthy): "
+                    + ", ".join(
+                        f"P{lv['priority']} {lv['load']}% ({lv['endpoints']} endpoints)"
+                        for lv in levels
+                        if isinstance(lv, dict)
+                    )
+                )
             endpoints = d.get("endpoints") or ()
             assert isinstance(endpoints, (list, tuple))
             for ep in endpoints:

@@ -4,6 +4,14 @@ It parses requests with llhttp (httptools), checks them the way a strict proxy m
 (robustness.md §2), keeps responses in request order for pipelined requests, applies the
 header, first-request and keep-alive deadlines, and relays flow control between client and
 upstream. Each request becomes an ``Exchange``.
+
+Beyond llhttp's own checks: 414/431 limits, exactly one valid Host, Content-Length together
+with Transfer-Encoding (400 + close; llhttp is told to let it through only so that a trailer
+named Content-Length does not fail a valid chunked body), Transfer-Encoding on HTTP/1.0, only
+``chunked`` as a coding, absolute-form targets, CONNECT. Header fields whose names contain an
+underscore are dropped (Envoy ``DROP_HEADER``, nginx's default) and trailers are never merged.
+A malformed request is answered with its 4xx when no response is under way, after the
+responses owed to earlier pipelined requests otherwise, and the connection is closed.
 """
 
 from __future__ import annotations
@@ -37,11 +45,14 @@ class _Reject(Exception):
 
 class DownstreamProtocol(asyncio.Protocol):
     __slots__ = (
+        "_deferred",
         "_headers",
         "_hsize",
         "_paused",
         "_timer",
+        "_trailers",
         "_url",
+        "broken",
         "client_ip",
         "client_ip_bytes",
         "closed",
@@ -69,6 +80,7 @@ class DownstreamProtocol(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
+        self.parser.set_dangerous_leniencies(lenient_chunked_length=True)
         self.route_table = listener.default_route_table
         self.scheme = b"https" if listener.tls is not None else b"http"
         self.client_ip = ""
@@ -88,6 +100,10 @@ class DownstreamProtocol(asyncio.Protocol):
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._hsize = 0
+        self._trailers = False
+        self.broken = False
+        """The request stream is unrecoverable: nothing more is parsed on this connection."""
+        self._deferred: tuple[int, bytes] | None = None
 
     # -- connection lifecycle ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -122,6 +138,8 @@ class DownstreamProtocol(asyncio.Protocol):
         if self.tunnel is not None:
             self.tunnel.from_client(data)  # type: ignore[attr-defined]
             return
+        if self.broken:
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -147,20 +165,30 @@ class DownstreamProtocol(asyncio.Protocol):
             self.data_received(rest)
 
     def _reject(self, status: int, message: bytes) -> None:
-        """Protocol error: answer (when no response is in flight) and close."""
+        """Protocol error: answer it in turn, then close."""
         self.runtime.metrics.record_protocol_error(status)
-        if self.transport is None or self.closed:
+        if self.transport is None or self.closed or self.broken:
             return
-        if self.current is None:
+        self.broken = True
+        self.pause_reading("broken")
+        ex, self.parsing = self.parsing, None
+        if ex is not None and not ex.request_done and ex in self.queue:
+            self.queue.remove(ex)  # its body broke before its turn came
+        current = self.current
+        if current is None:
             self.transport.write(render(status, message, close=True))
-        self.keep_alive = False
-        self.transport.close()
+            self.transport.close()
+        elif ex is current and not current.request_done:
+            current.reject(status, message)
+        else:
+            self._deferred = (status, message)
 
     # -- parser callbacks ----------------------------------------------------------------------
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = []
         self._hsize = 0
+        self._trailers = False
         if self.current is None and not self.queue:
             self._arm(self.runtime.settings.header_timeout)
 
@@ -171,9 +199,11 @@ class DownstreamProtocol(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._hsize += len(name) + len(value) + 4
-        self._headers.append((name.lower(), value))
-        if len(self._headers) > MAX_HEADERS or self._hsize > MAX_HEADER_BYTES:
+        if len(self._headers) >= MAX_HEADERS or self._hsize > MAX_HEADER_BYTES:
             raise _Reject(431, b"request header fields too large\n")
+        if self._trailers or b"_" in name:
+            return  # trailers are never merged; underscore names are dropped
+        self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
         self._disarm()
@@ -200,6 +230,7 @@ class DownstreamProtocol(asyncio.Protocol):
         self.requests += 1
         self._url = b""
         self._headers = []
+        self._trailers = True
         ex = Exchange(self, req, framing, upgrade)
         ex.client_keep_alive = parser.should_keep_alive()
         self.parsing = ex
@@ -224,20 +255,28 @@ class DownstreamProtocol(asyncio.Protocol):
             raise _Reject(400, b"invalid Host header\n")
         if method == b"CONNECT":
             raise _Reject(405, b"CONNECT is not supported\n")
-        framing = "none"
+        coding: bytes | None = None
+        length: bytes | None = None
         upgrade = False
         for name, value in headers:
             if name == b"transfer-encoding":
-                if not self.http11:
-                    raise _Reject(400, b"Transfer-Encoding in an HTTP/1.0 request\n")
-                if value.strip().lower() != b"chunked":
-                    raise _Reject(501, b"unsupported transfer coding\n")
-                framing = "chunked"
-            elif name == b"content-length" and framing == "none" and value.strip() != b"0":
-                framing = "length"
+                coding = value if coding is None else coding + b"," + value
+            elif name == b"content-length":
+                length = value
             elif name == b"upgrade" and value.strip().lower() == b"websocket":
                 upgrade = self.parser.should_upgrade()
-        return authority, framing, upgrade
+        if coding is None:
+            return authority, "length" if length and length.strip() != b"0" else "none", upgrade
+        if not self.http11:
+            raise _Reject(400, b"Transfer-Encoding in an HTTP/1.0 request\n")
+        if length is not None:
+            raise _Reject(400, b"both Content-Length and Transfer-Encoding\n")
+        codings = [c.strip().lower() for c in coding.split(b",")]
+        if codings[-1] != b"chunked" or b"chunked" in codings[:-1]:
+            raise _Reject(400, b"chunked must be the final transfer coding, once\n")
+        if len(codings) > 1:
+            raise _Reject(501, b"unsupported transfer coding\n")
+        return authority, "chunked", upgrade
 
     def _absolute_form(self, headers: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes, bytes]:
         """Absolute-form target: route by its authority and send that as Host (RFC 9112 3.2.2)."""
@@ -315,6 +354,11 @@ class DownstreamProtocol(asyncio.Protocol):
             if not self.queue:
                 self.resume_reading("pipeline")
             nxt.begin()
+            return
+        if self.broken:
+            if self._deferred is not None:
+                self.transport.write(render(*self._deferred, close=True))
+            self.transport.close()
             return
         self._arm(self.runtime.settings.idle_timeout)
 

@@ -1,12 +1,14 @@
-"""Data path: ``Exchange``, one request/response through the gateway, top to bottom.
+"""Data path: ``Exchange``, the router: one request/response through the gateway, top to bottom.
 
-route → (local reply | fault) → destination → host → pool → forward → stream back.
-Everything is callback-driven: no task per request on the hot path. Retries re-enter host
-selection with the hosts already tried excluded (``retry.py`` says when a retry is allowed).
+route → (local reply | CORS preflight | fault) → destination → attempt → stream back.
+Everything is callback-driven: no task per request on the hot path. Each attempt is an
+``UpstreamRequest``; a retry abandons the current one (its connection can no longer call back)
+and starts a new one after a jittered back-off, on a host not tried yet when there is one.
 
-Timeouts: the route ``timeout`` bounds the whole exchange (504 ``UT``); ``perTryTimeout``
-bounds each attempt; without either, an attempt whose upstream stays silent for
-``stream_idle_timeout`` (Envoy's 5 minutes) ends the same way.
+Timeouts (Envoy): the route ``timeout`` and ``perTryTimeout`` run from the moment the whole
+request was received and cover the whole response (504 ``UT``, or a truncated response once
+it started). ``stream_idle_timeout`` ends an exchange that shows no activity in either
+direction: 408 (``SI``) while the client still owes body bytes, else like a per-try timeout.
 """
 
 from __future__ import annotations
@@ -14,18 +16,20 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from gateway_core.proxy import messages
+from gateway_core.proxy import cors, messages
 from gateway_core.proxy.flags import ResponseFlag
 from gateway_core.proxy.headers import new_request_id
 from gateway_core.proxy.local_reply import DEFAULT_BODIES, redirect_location, render
+from gateway_core.proxy.mirror import send_mirrors
 from gateway_core.proxy.retry import (
     IDEMPOTENT,
-    failure_retriable,
+    backoff,
+    may_retry,
     retriable_status,
     retry_policy,
 )
 from gateway_core.proxy.targets import choose_target, sticky_host
-from gateway_core.proxy.upstream_conn import UpstreamConnection
+from gateway_core.proxy.upstream_request import BUFFER_HIGH, UpstreamRequest
 from gateway_core.routing.actions import (
     DirectResponseAction,
     HeaderList,
@@ -39,36 +43,37 @@ from gateway_core.routing.route_table import RouteEntry
 from gateway_core.upstream.host import Host
 from gateway_core.upstream.lb import LbContext
 from gateway_core.upstream.outlier import LocalOrigin
-from gateway_core.upstream.pool import HostPool, Overflow
+from gateway_core.upstream.pool import Overflow
 
 if TYPE_CHECKING:
     from gateway_core.proxy.downstream import DownstreamProtocol
+    from gateway_core.proxy.upstream_conn import UpstreamConnection
     from gateway_core.upstream.cluster import Cluster
 
 REPLAY_LIMIT = 65536
-"""Request bodies up to this size are kept for retries; larger ones stream without a copy."""
-BUFFER_HIGH = 65536
-"""Body bytes held while the upstream connection is not ready; above it the client is paused."""
+"""Request bodies up to this size are kept for retries and mirrors; larger ones stream."""
 
 
 class Exchange:
     __slots__ = (
-        "_activity",
-        "_discarding",
-        "_pending",
-        "_pending_size",
+        "_carry",
+        "_carry_size",
+        "_deadline",
+        "_idle",
         "_replay",
         "_replay_size",
-        "_resp_framing",
-        "_timer",
+        "_retrying",
         "_try_timer",
+        "_wait",
+        "activity",
         "attempts",
+        "authority",
         "bytes_received",
         "bytes_sent",
         "client_keep_alive",
         "cluster",
         "cluster_map",
-        "conn",
+        "cors_origin",
         "down",
         "entry",
         "finished",
@@ -76,7 +81,6 @@ class Exchange:
         "head",
         "host",
         "match",
-        "pool",
         "req",
         "req_framing",
         "request_done",
@@ -88,6 +92,7 @@ class Exchange:
         "target",
         "tried",
         "upgrade",
+        "upstream",
     )
 
     def __init__(
@@ -98,7 +103,7 @@ class Exchange:
         self.req_framing = req_framing
         self.upgrade = upgrade
         self.client_keep_alive = True
-        self.start = down.loop.time()
+        self.start = self.activity = down.loop.time()
         self.request_done = req_framing == "none"
         self.finished = False
         self.response_started = False
@@ -110,50 +115,54 @@ class Exchange:
         self.cluster: Cluster | None = None
         self.cluster_map: dict[str, Cluster] = {}
         self.host: Host | None = None
-        self.pool: HostPool | None = None
-        self.conn: UpstreamConnection | None = None
-        self.head = b""
-        self.request_id = b""
+        self.upstream: UpstreamRequest | None = None
+        self.head = self.authority = self.request_id = b""
         self.sticky_cookie: bytes | None = None
-        self.attempts = 0
+        self.cors_origin: bytes | None = None
+        self.attempts = self.bytes_received = self.bytes_sent = 0
         self.tried: frozenset[tuple[str, int]] = frozenset()
-        self.bytes_received = 0
-        self.bytes_sent = 0
-        self._pending: list[bytes] = []
-        self._pending_size = 0
         self._replay: list[bytes] | None = [] if req_framing != "none" else None
-        self._replay_size = 0
-        self._discarding = False
-        self._resp_framing = "length"
-        self._timer: asyncio.TimerHandle | None = None
+        self._replay_size = self._carry_size = 0
+        self._carry: list[bytes] = []
+        self._retrying = False
+        self._deadline: asyncio.TimerHandle | None = None
+        self._wait: asyncio.TimerHandle | None = None
         self._try_timer: asyncio.TimerHandle | None = None
-        self._activity = 0.0
+        self._idle: asyncio.TimerHandle | None = None
 
     # -- routing ---------------------------------------------------------------------------
     def begin(self) -> None:
         down = self.down
         runtime = down.runtime
-        if self.req.path == runtime.health_path:
+        req = self.req
+        if req.path == runtime.health_path:
             ok = runtime.ready and not runtime.draining
             self.local_reply(200 if ok else 503, None, b"ready\n" if ok else b"not ready\n")
             return
         # One read of the published state: a reload cannot change this request's view.
         self.cluster_map = runtime.clusters
         table = runtime.snapshot.route_tables.get(down.route_table)
-        if table is None:
-            self.local_reply(404, ResponseFlag.NO_ROUTE)
-            return
-        _, entry, match = table.route(self.req)
+        entry: RouteEntry | None = None
+        match: RequestMatch | None = None
+        if table is not None:
+            _, entry, match = table.route(req)
         if entry is None:
             self.local_reply(404, ResponseFlag.NO_ROUTE)
             return
         self.entry, self.match = entry, match
+        if entry.cors is not None:
+            self.cors_origin = cors.allowed_origin(entry.cors, req)
+            if self.cors_origin is not None and cors.is_preflight(req):
+                headers = cors.preflight_headers(entry.cors, self.cors_origin)
+                self.cors_origin = None
+                self.local_reply(200, None, b"", headers)
+                return
         action = entry.action
         if isinstance(action, RedirectAction):
-            if action.https_redirect and down.trusts_https(self.req):
+            if action.https_redirect and down.trusts_https(req):
                 self.local_reply(404, ResponseFlag.NO_ROUTE)
                 return
-            location = redirect_location(action, self.req, match)
+            location = redirect_location(action, req, match)
             self.local_reply(action.code, None, b"", [(b"location", location)])
             return
         if isinstance(action, DirectResponseAction):
@@ -167,17 +176,18 @@ class Exchange:
                 return
             if fault.delay and rng.random() * 100 < fault.delay_percent:
                 self.flags.append(ResponseFlag.DELAY_INJECTED)
-                self._timer = down.loop.call_later(fault.delay, self._route_to_cluster, action)
+                self._wait = down.loop.call_later(fault.delay, self._route, action)
                 return
-        self._route_to_cluster(action)
+        self._route(action)
 
-    def _route_to_cluster(self, action: RouteAction) -> None:
-        if self.finished:
-            return
-        self._timer = None
-        runtime = self.down.runtime
+    def _route(self, action: RouteAction) -> None:
+        self._wait = None
+        down = self.down
+        runtime = down.runtime
+        req, entry = self.req, self.entry
+        assert entry is not None
         target, self.sticky_cookie = choose_target(
-            action, self.cluster_map, runtime.rng, runtime.sticky_key, self.req
+            action, self.cluster_map, runtime.rng, runtime.sticky_key, req
         )
         cluster = self.cluster_map.get(target.cluster)
         if cluster is None:
@@ -188,21 +198,32 @@ class Exchange:
             self.local_reply(503, ResponseFlag.UPSTREAM_OVERFLOW)
             return
         self.target, self.cluster = target, cluster
-        self.request_id = self.req.headers.get(b"x-request-id") or new_request_id()
-        if (
-            self.req.headers.get(b"expect", b"").lower() == b"100-continue"
-            and not self.request_done
-        ):
-            self.down.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        timeout = self.entry.timeout if self.entry is not None else None
-        if timeout:
-            self._timer = self.down.loop.call_at(self.start + timeout, self._on_timeout)
         cluster.active_requests += 1
+        self.request_id = req.headers.get(b"x-request-id") or new_request_id()
+        self.authority = messages.upstream_authority(req, entry)
+        self.head = messages.request_head(
+            req,
+            entry,
+            target,
+            self.match,
+            authority=self.authority,
+            client_ip=down.client_ip_bytes,
+            trust_forwarded=down.trust_forwarded,
+            request_id=self.request_id,
+            framing=self.req_framing,
+            upgrade=self.upgrade,
+        )
+        if not self.request_done and req.headers.get(b"expect", b"").lower() == b"100-continue":
+            down.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self._idle = down.loop.call_later(runtime.settings.stream_idle_timeout, self._on_idle)
+        if self.request_done:
+            self._request_complete()
         self._attempt()
 
     def _attempt(self) -> None:
-        cluster, entry, target = self.cluster, self.entry, self.target
-        assert cluster is not None and entry is not None and target is not None
+        self._wait = None
+        cluster, target = self.cluster, self.target
+        assert cluster is not None and target is not None
         self.attempts += 1
         ctx = LbContext(
             hash_key=cluster.hash_key(self.req, self.down.client_ip),
@@ -220,121 +241,100 @@ class Exchange:
             return
         self.host = host
         self.tried = self.tried | {host.key}
-        down = self.down
-        authority = messages.upstream_authority(self.req, entry)
-        self.pool = cluster.pool_for(host, authority)
-        self.head = messages.request_head(
-            self.req,
-            entry,
-            target,
-            self.match,
-            authority=authority,
-            client_ip=down.client_ip_bytes,
-            trust_forwarded=down.trust_forwarded,
-            request_id=self.request_id,
-            framing=self.req_framing,
-            upgrade=self.upgrade,
-        )
-        self._arm_try_timer()
+        body, self._carry = self._carry, []
+        pool = cluster.pool_for(host, self.authority)
+        ureq = UpstreamRequest(self, host, pool, body, self._carry_size)
+        self._carry_size = 0
+        self.upstream = ureq
+        if self.request_done:
+            self._arm_try_timer()
         try:
-            self.pool.acquire(self)
+            pool.acquire(ureq)
         except Overflow:
             cluster.stats.overflow += 1
             self.local_reply(503, ResponseFlag.UPSTREAM_OVERFLOW)
 
-    # -- upstream connection (PoolWaiter) --------------------------------------------------
-    def on_connection(self, conn: UpstreamConnection) -> None:
-        if self.finished or self.pool is None or self.conn is not None:
-            conn.pool.release(conn)
-            return
-        self.conn = conn
-        assert self.host is not None
-        self.host.active_requests += 1
-        self.host.total_requests += 1
-        conn.attach(self, self.head, self.req.method == b"HEAD")
-        if self._pending:
-            self._flush_pending(conn)
-        if self.request_done and self.req_framing == "chunked":
-            conn.write(b"0\r\n\r\n")
-
-    def on_connect_failed(self, reason: str, timeout: bool) -> None:
-        if self.finished:
-            return
-        assert self.cluster is not None and self.host is not None
-        origin = LocalOrigin.TIMEOUT if timeout else LocalOrigin.CONNECT_FAILED
-        self.cluster.record_local(self.host, origin)
-        self.pool = None
-        if self._may_retry("connect-failure", sent=False):
-            self._retry()
-            return
-        body = b"upstream connect error or disconnect/reset before headers: %s\n" % reason.encode()
-        self.local_reply(503, ResponseFlag.UPSTREAM_CONNECT_FAILURE, body)
-
     # -- request body ----------------------------------------------------------------------
     def on_request_body(self, data: bytes) -> None:
         self.bytes_received += len(data)
+        self.activity = self.down.loop.time()
         if self._replay is not None:
             self._replay_size += len(data)
             if self._replay_size <= REPLAY_LIMIT:
                 self._replay.append(data)
             else:
                 self._replay = None
-        conn = self.conn
-        if conn is not None and not self._discarding:
-            _write_body(conn, data, self.req_framing)
-            return
-        self._pending.append(data)
-        self._pending_size += len(data)
-        if self._pending_size > BUFFER_HIGH:
-            self.down.pause_reading("body")
+        if self.upstream is not None:
+            self.upstream.send(data)
+        elif not self.finished:
+            # Between attempts (fault delay, retry back-off): held for the next attempt.
+            self._carry.append(data)
+            self._carry_size += len(data)
+            if self._carry_size > BUFFER_HIGH:
+                self.down.pause_reading("body")
 
     def on_request_complete(self) -> None:
         self.request_done = True
-        conn = self.conn
-        if conn is not None and self.req_framing == "chunked" and not self._pending:
-            conn.write(b"0\r\n\r\n")
+        if self.finished or self.target is None:
+            return
+        self._request_complete()
+        if self.upstream is not None:
+            self.upstream.end()
+            self._arm_try_timer()
 
-    def _flush_pending(self, conn: UpstreamConnection) -> None:
-        for chunk in self._pending:
-            _write_body(conn, chunk, self.req_framing)
-        self._pending.clear()
-        self._pending_size = 0
-        self.down.resume_reading("body")
+    def _request_complete(self) -> None:
+        entry = self.entry
+        assert entry is not None
+        if entry.timeout:
+            self._deadline = self.down.loop.call_later(entry.timeout, self._on_deadline)
+        if entry.mirrors and (self._replay is not None or self.req_framing == "none"):
+            send_mirrors(self, b"".join(self._replay or ()))
 
-    # -- response --------------------------------------------------------------------------
-    def on_response_head(
-        self, status: int, headers: HeaderList, framing: str, keep_alive: bool
+    # -- attempt outcomes (called by the current UpstreamRequest only) ----------------------
+    def attempt_connect_failed(self, ureq: UpstreamRequest, reason: str, timeout: bool) -> None:
+        self._end_attempt()
+        assert self.cluster is not None
+        self.cluster.record_local(
+            ureq.host, LocalOrigin.TIMEOUT if timeout else LocalOrigin.CONNECT_FAILED
+        )
+        self._carry = ureq.take_unsent() + self._carry
+        if self._may_retry("connect-failure", sent=False):
+            self._retry()
+            return
+        body = b"upstream connect error or disconnect/reset before headers: %s\n" % reason.encode()
+        self.local_reply(503, ResponseFlag.UPSTREAM_CONNECT_FAILURE, body)
+
+    def attempt_response_head(
+        self, ureq: UpstreamRequest, status: int, headers: HeaderList, framing: str
     ) -> None:
-        cluster, host = self.cluster, self.host
-        assert cluster is not None and host is not None
-        self._activity = self.down.loop.time()
+        cluster, host, down = self.cluster, ureq.host, self.down
+        assert cluster is not None
+        self.activity = down.loop.time()
         cluster.record_status(host, status)
+        if status == 101 and not self.upgrade:
+            ureq.abandon()
+            self.attempt_reset(ureq, True)
+            return
         if (
             status >= 500
             and retriable_status(retry_policy(self.entry), status)
             and self._may_retry("status", sent=True)
         ):
-            self._discarding = True  # drain this response, then try another host
-            return
+            return  # the response is drained, then ``attempt_complete`` retries
         self.status = status
-        self.response_started = True
-        down = self.down
-        if status == 101 and self.upgrade:
-            self._resp_framing = "raw"
+        self.response_started = ureq.streaming = True
+        if status == 101:
+            ureq.resp_framing = "raw"
             down.write(messages.switching_protocols(headers))
             return
         if self.upgrade:
             down.keep_alive = False  # a refused upgrade leaves the client's framing unknown
         chunked = framing in ("chunked", "eof") and down.http11
-        if framing in ("chunked", "eof") and not down.http11:
+        if framing == "eof" and not down.http11:
             down.keep_alive = False  # an HTTP/1.0 client reads the body until close
-        self._resp_framing = "chunked" if chunked else ("eof" if framing == "eof" else framing)
-        extra = cluster.response_cookies(self.req, host)
-        if self.sticky_cookie is not None:
-            extra.append((b"set-cookie", self.sticky_cookie))
+        ureq.resp_framing = "chunked" if chunked else framing
         close = not down.keep_alive or down.draining_now()
-        if close:
-            down.keep_alive = False
+        down.keep_alive = not close
         down.write(
             messages.response_head(
                 status,
@@ -343,83 +343,75 @@ class Exchange:
                 head_request=self.req.method == b"HEAD",
                 entry=self.entry,
                 target=self.target,
-                extra=extra,
+                extra=self._response_extra(cluster.response_cookies(self.req, host)),
                 chunked=chunked,
                 close=close,
             )
         )
 
-    def on_response_body(self, data: bytes) -> None:
-        if self._discarding:
-            return
-        self._activity = self.down.loop.time()
-        self.bytes_sent += len(data)
-        if self._resp_framing == "chunked":
-            self.down.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
-        else:
-            self.down.write(data)
-
-    def on_response_complete(self, reusable: bool) -> None:
-        self._release_upstream(reusable)
-        if self._discarding:
-            self._discarding = False
+    def attempt_complete(self, ureq: UpstreamRequest) -> None:
+        self._end_attempt()
+        if not ureq.streaming:
+            self._carry = list(self._replay or ())
             self._retry()
             return
-        if self._resp_framing == "chunked":
+        if ureq.resp_framing == "chunked":
             self.down.write(b"0\r\n\r\n")
         self.finish()
 
-    def on_upstream_lost(self, exc: BaseException | None, response_started: bool) -> None:
-        cluster, host = self.cluster, self.host
-        self._release_upstream(False)
-        if self.finished:
-            return
-        if cluster is not None and host is not None:
-            cluster.record_local(host, LocalOrigin.RESET)
+    def attempt_reset(self, ureq: UpstreamRequest, protocol_error: bool) -> None:
+        self._end_attempt()
+        assert self.cluster is not None
+        self.cluster.record_local(ureq.host, LocalOrigin.RESET)
+        flag = (
+            ResponseFlag.UPSTREAM_PROTOCOL_ERROR
+            if protocol_error
+            else ResponseFlag.UPSTREAM_CONNECTION_TERMINATION
+        )
         if self.response_started:
-            # Headers already went out: the client must see a truncated response, never a
-            # fabricated complete one. (A closed WebSocket tunnel ends the same way.)
-            if self._resp_framing != "raw":
-                self.flags.append(ResponseFlag.UPSTREAM_REMOTE_RESET)
+            if ureq.resp_framing == "raw":
+                self.finish()  # a WebSocket tunnel ended from the upstream side
+                return
+            # Headers already went out: the client sees a truncated response, never a fake.
+            self.flags.append(flag if protocol_error else ResponseFlag.UPSTREAM_REMOTE_RESET)
             self.down.keep_alive = False
-            self.finish(abort=self._resp_framing != "raw")
+            self.finish(abort=True)
             return
-        if self._may_retry("reset", sent=True):
+        if self._may_retry("reset", sent=ureq.sent):
+            self._carry = list(self._replay or ())
             self._retry()
             return
-        self.local_reply(503, ResponseFlag.UPSTREAM_CONNECTION_TERMINATION)
+        self.local_reply(502 if protocol_error else 503, flag)
 
-    def on_upstream_upgrade(self, conn: UpstreamConnection, rest: bytes) -> None:
+    def attempt_upgraded(
+        self, ureq: UpstreamRequest, conn: UpstreamConnection, rest: bytes
+    ) -> None:
         from gateway_core.proxy.tunnel import start_tunnel
 
-        self._cancel_try_timer()
-        start_tunnel(self, conn, rest)
+        self._cancel_timers()
+        start_tunnel(self, ureq, conn, rest)
 
-    def upstream_pause(self) -> None:
-        self.down.pause_reading("upstream")
+    def _end_attempt(self) -> None:
+        self.upstream = None
+        if self._try_timer is not None:
+            self._try_timer.cancel()
+            self._try_timer = None
 
-    def upstream_resume(self) -> None:
-        self.down.resume_reading("upstream")
-
-    def downstream_pause(self) -> None:
-        if self.conn is not None:
-            self.conn.pause_reading()
-
-    def downstream_resume(self) -> None:
-        if self.conn is not None:
-            self.conn.resume_reading()
-
-    # -- retries and timeouts ----------------------------------------------------------------
+    # -- retries -----------------------------------------------------------------------------
     def _may_retry(self, kind: str, *, sent: bool) -> bool:
-        retry = retry_policy(self.entry)
         cluster = self.cluster
-        if self.attempts > retry.attempts or cluster is None:
+        if cluster is None or self.finished:
             return False
-        if kind != "status" and not failure_retriable(retry, kind):
-            return False
-        if sent and not self._replayable():
-            return False
-        return cluster.active_retries < cluster.spec.limits.max_retries
+        retries_in_use = cluster.active_retries - (1 if self._retrying else 0)
+        return may_retry(
+            retry_policy(self.entry),
+            kind,
+            attempts=self.attempts,
+            replayable=self._replayable(),
+            sent=sent,
+            retries_in_use=retries_in_use,
+            max_retries=cluster.spec.limits.max_retries,
+        )
 
     def _replayable(self) -> bool:
         if self.req.method not in IDEMPOTENT:
@@ -430,94 +422,82 @@ class Exchange:
         cluster = self.cluster
         assert cluster is not None
         cluster.stats.retries += 1
-        cluster.active_retries += 1
-        try:
-            if self._replay:
-                self._pending = list(self._replay)
-                self._pending_size = self._replay_size
-            self._attempt()
-        finally:
-            cluster.active_retries -= 1
+        if not self._retrying:
+            self._retrying = True
+            cluster.active_retries += 1
+        self._carry_size = sum(map(len, self._carry))
+        rng = self.down.runtime.rng
+        delay = backoff(retry_policy(self.entry), self.attempts - 1, rng)
+        self._wait = self.down.loop.call_later(delay, self._attempt)
 
+    # -- timeouts ----------------------------------------------------------------------------
     def _arm_try_timer(self) -> None:
-        self._cancel_try_timer()
-        loop = self.down.loop
         per_try = retry_policy(self.entry).per_try_timeout
-        self._activity = loop.time()
         if per_try:
-            self._try_timer = loop.call_later(per_try, self._on_try_timeout)
-        else:
-            idle = self.down.runtime.settings.stream_idle_timeout
-            self._try_timer = loop.call_later(idle, self._on_idle_check)
+            self._try_timer = self.down.loop.call_later(per_try, self._on_try_timeout)
 
-    def _cancel_try_timer(self) -> None:
-        if self._try_timer is not None:
-            self._try_timer.cancel()
-            self._try_timer = None
-
-    def _on_idle_check(self) -> None:
-        """Re-armed while the upstream shows activity; fires as a timeout once it is silent."""
+    def _on_try_timeout(self) -> None:
         self._try_timer = None
+        ureq = self.upstream
+        if self.finished or ureq is None:
+            return
+        ureq.abandon()
+        self._end_attempt()
+        assert self.cluster is not None
+        self.cluster.record_local(ureq.host, LocalOrigin.TIMEOUT)
+        if not self.response_started and self._may_retry("timeout", sent=True):
+            self._carry = list(self._replay or ())
+            self._retry()
+            return
+        self._timed_out(ResponseFlag.UPSTREAM_TIMEOUT)
+
+    def _on_deadline(self) -> None:
+        self._deadline = None
+        if self.finished:
+            return
+        ureq = self.upstream
+        if ureq is not None and self.cluster is not None:
+            self.cluster.record_local(ureq.host, LocalOrigin.TIMEOUT)
+        self._timed_out(ResponseFlag.UPSTREAM_TIMEOUT)
+
+    def _on_idle(self) -> None:
+        """Re-armed while there is activity; fires once both directions were quiet."""
+        self._idle = None
         if self.finished:
             return
         loop = self.down.loop
         idle = self.down.runtime.settings.stream_idle_timeout
-        quiet = loop.time() - self._activity
+        quiet = loop.time() - self.activity
         if quiet < idle:
-            self._try_timer = loop.call_later(idle - quiet, self._on_idle_check)
-            return
-        self._on_try_timeout()
+            self._idle = loop.call_later(idle - quiet, self._on_idle)
+        elif not self.request_done:
+            self._timed_out(ResponseFlag.STREAM_IDLE_TIMEOUT, 408)
+        elif self.upstream is not None:
+            self._on_try_timeout()
+        else:
+            self._timed_out(ResponseFlag.UPSTREAM_TIMEOUT)
 
-    def _on_try_timeout(self) -> None:
-        self._try_timer = None
-        if self.finished or (self.response_started and self._resp_framing == "raw"):
-            return
-        cluster, host = self.cluster, self.host
-        conn, self.conn = self.conn, None
-        if conn is not None:
-            if host is not None:
-                host.active_requests -= 1
-            conn.abort()
-        elif self.pool is not None:
-            self.pool.cancel(self)
-        if cluster is not None and host is not None:
-            cluster.record_local(host, LocalOrigin.TIMEOUT)
-        if not self.response_started and self._may_retry("timeout", sent=True):
-            self._discarding = False
-            self._retry()
-            return
-        self._timed_out()
-
-    def _on_timeout(self) -> None:
-        self._timer = None
-        if self.finished:
-            return
-        if self.conn is not None:
-            self.conn.abort()
-        if self.cluster is not None and self.host is not None:
-            self.cluster.record_local(self.host, LocalOrigin.TIMEOUT)
-        self._timed_out()
-
-    def _timed_out(self) -> None:
+    def _timed_out(self, flag: ResponseFlag, status: int = 504) -> None:
         if self.response_started:
-            self.flags.append(ResponseFlag.UPSTREAM_TIMEOUT)
+            self.flags.append(flag)
             self.down.keep_alive = False
             self.finish(abort=True)
         else:
-            self.local_reply(504, ResponseFlag.UPSTREAM_TIMEOUT)
+            self.local_reply(status, flag)
+
+    def _cancel_timers(self) -> None:
+        for timer in (self._deadline, self._wait, self._try_timer, self._idle):
+            if timer is not None:
+                timer.cancel()
+        self._deadline = self._wait = self._try_timer = self._idle = None
 
     # -- completion ----------------------------------------------------------------------------
-    def _release_upstream(self, reusable: bool) -> None:
-        self._cancel_try_timer()
-        conn, self.conn = self.conn, None
-        if conn is None:
-            if self.pool is not None:
-                self.pool.cancel(self)
-            return
-        if self.host is not None:
-            self.host.active_requests -= 1
-        if not reusable and not conn.closed:
-            conn.abort()
+    def _response_extra(self, extra: HeaderList) -> HeaderList:
+        if self.sticky_cookie is not None:
+            extra.append((b"set-cookie", self.sticky_cookie))
+        if self.cors_origin is not None and self.entry is not None and self.entry.cors:
+            extra += cors.response_headers(self.entry.cors, self.cors_origin)
+        return extra
 
     def local_reply(
         self,
@@ -528,7 +508,9 @@ class Exchange:
     ) -> None:
         if self.finished:
             return
-        self._release_upstream(False)
+        if self.upstream is not None:
+            self.upstream.abandon()
+            self._end_attempt()
         if flag is not None:
             self.flags.append(flag)
             if body is None:
@@ -537,24 +519,40 @@ class Exchange:
         self.status = status
         self.response_started = True
         down = self.down
-        if not self.request_done:
-            down.keep_alive = False  # the rest of the request body is never read
+        if not self.request_done or self.upgrade:
+            down.keep_alive = False  # unread body bytes, or a client expecting a tunnel
         close = not down.keep_alive or down.draining_now()
+        extra = self._response_extra(extra or [])
         head_only = self.req.method == b"HEAD"
         down.write(render(status, body, extra=extra, close=close, head_only=head_only))
         self.bytes_sent += len(body)
         self.finish()
 
+    def reject(self, status: int, message: bytes) -> None:
+        """The client's request turned out malformed (its body): 400 if nothing was answered
+        yet, else the response is cut; the connection closes either way."""
+        if self.finished:
+            return
+        self.down.keep_alive = False
+        if not self.response_started:
+            self.local_reply(status, ResponseFlag.DOWNSTREAM_PROTOCOL_ERROR, message)
+            return
+        self.flags.append(ResponseFlag.DOWNSTREAM_PROTOCOL_ERROR)
+        self.finish(abort=True)
+
     def finish(self, abort: bool = False) -> None:
         if self.finished:
             return
         self.finished = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._release_upstream(False)
-        if self.cluster is not None and self.target is not None:
-            self.cluster.active_requests -= 1
+        self._cancel_timers()
+        if self.upstream is not None:
+            self.upstream.abandon()
+            self.upstream = None
+        cluster = self.cluster
+        if cluster is not None:
+            cluster.active_requests -= 1
+            if self._retrying:
+                cluster.active_retries -= 1
         self.down.exchange_finished(self, abort)
 
     def downstream_lost(self) -> None:
@@ -563,9 +561,10 @@ class Exchange:
         self.flags.append(ResponseFlag.DOWNSTREAM_CONNECTION_TERMINATION)
         self.finish(abort=True)
 
+    def downstream_pause(self) -> None:
+        if self.upstream is not None:
+            self.upstream.pause_reading()
 
-def _write_body(conn: UpstreamConnection, data: bytes, framing: str) -> None:
-    if framing == "chunked":
-        conn.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
-    else:
-        conn.write(data)
+    def downstream_resume(self) -> None:
+        if self.upstream is not None:
+            self.upstream.resume_reading()

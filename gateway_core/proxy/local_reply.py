@@ -20,6 +20,7 @@ DEFAULT_BODIES: dict[ResponseFlag, bytes] = {
     ),
     ResponseFlag.UPSTREAM_PROTOCOL_ERROR: b"upstream sent an invalid response\n",
     ResponseFlag.FAULT_INJECTED: b"fault filter abort\n",
+    ResponseFlag.STREAM_IDLE_TIMEOUT: b"stream timeout\n",
     ResponseFlag.DRAINING: b"gateway is draining\n",
 }
 
@@ -42,8 +43,9 @@ def render(
 ) -> bytes:
     """A complete HTTP/1.1 response."""
     lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason(status))]
-    if body or status not in (204, 304):
+    if body:
         lines.append(b"content-type: " + content_type + b"\r\n")
+    if body or status not in (204, 304):
         lines.append(b"content-length: %d\r\n" % len(body))
     for name, value in extra or ():
         lines.append(name + b": " + value + b"\r\n")

@@ -35,10 +35,21 @@ def upstream_target(req: RequestHead, entry: RouteEntry, match: RequestMatch | N
     return path + b"?" + req.query if req.query else path
 
 
+def shadow_authority(authority: bytes) -> bytes:
+    """``host[:port]`` → ``host-shadow[:port]`` (Envoy's mirror Host)."""
+    if authority.startswith(b"["):
+        end = authority.find(b"]") + 1
+        return authority[:end] + b"-shadow" + authority[end:]
+    host, sep, port = authority.rpartition(b":")
+    if sep and port.isdigit():
+        return host + b"-shadow:" + port
+    return authority + b"-shadow"
+
+
 def request_head(
     req: RequestHead,
     entry: RouteEntry,
-    target: WeightedCluster,
+    target: WeightedCluster | None,
     match: RequestMatch | None,
     *,
     authority: bytes,
@@ -47,7 +58,10 @@ def request_head(
     request_id: bytes,
     framing: str,
     upgrade: bool,
+    body_length: int | None = None,
 ) -> bytes:
+    """The upstream request head. ``body_length``: the body is sent whole with this length
+    (a mirror of a buffered body) instead of in the client's framing."""
     headers = upstream_request_headers(
         req.raw_headers,
         authority=authority,
@@ -59,13 +73,16 @@ def request_head(
     )
     if upgrade:
         headers += [(b"connection", b"upgrade"), (b"upgrade", b"websocket")]
+    elif body_length is not None:
+        if body_length or framing != "none":
+            headers.append((b"content-length", b"%d" % body_length))
     elif framing == "chunked":
         headers.append((b"transfer-encoding", b"chunked"))
     elif framing == "length" or b"content-length" in req.headers:
         headers.append((b"content-length", req.headers.get(b"content-length", b"0")))
     if entry.request_headers is not None:
         headers = entry.request_headers.apply(headers)
-    if target.request_headers is not None:
+    if target is not None and target.request_headers is not None:
         headers = target.request_headers.apply(headers)
     return serialize_request(req.method, upstream_target(req, entry, match), headers)
 

@@ -1,5 +1,10 @@
 """Data path: WebSocket upgrades. After the upstream's ``101 Switching Protocols`` both
-connections become an opaque byte relay until either side closes."""
+connections become an opaque byte relay until either side closes.
+
+Client bytes that follow the Upgrade request are held (pausing the client beyond 64 KiB) until
+the upstream agrees; upstream bytes flow through the attempt's ``UpstreamRequest`` in raw
+framing, so flow control and teardown work as for any response.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ if TYPE_CHECKING:
     from gateway_core.proxy.downstream import DownstreamProtocol
     from gateway_core.proxy.exchange import Exchange
     from gateway_core.proxy.upstream_conn import UpstreamConnection
+    from gateway_core.proxy.upstream_request import UpstreamRequest
 
 _HOLD_LIMIT = 65536
 
@@ -41,17 +47,16 @@ class ClientTunnelBuffer:
         self.down.resume_reading("tunnel")
 
 
-def start_tunnel(ex: Exchange, conn: UpstreamConnection, rest: bytes) -> None:
+def start_tunnel(
+    ex: Exchange, ureq: UpstreamRequest, conn: UpstreamConnection, rest: bytes
+) -> None:
     """Called when the upstream switched protocols: relay both directions from now on."""
-    down = ex.down
-    buffer = down.tunnel
+    buffer = ex.down.tunnel
     if not isinstance(buffer, ClientTunnelBuffer):
-        # The client did not ask for an upgrade we accepted; never tunnel.
-        conn.abort()
-        ex.on_upstream_lost(None, True)
+        # The client's parser never saw its upgrade complete; never tunnel blindly.
+        ureq.abandon()
+        ex.attempt_reset(ureq, True)
         return
-    ex.conn = conn
-    conn.tunnel = ex
     if rest:
-        ex.on_response_body(rest)
+        ureq.on_response_body(rest)
     buffer.open(conn)

@@ -1,8 +1,15 @@
 """Data path: one keep-alive HTTP/1.1 connection to an upstream host.
 
-It parses responses with llhttp (httptools) and feeds them to the ``Exchange`` currently
-attached. When a response completes and both sides allow keep-alive, the connection goes back
-to its pool. A connection serves one exchange at a time (no upstream pipelining).
+It parses responses with llhttp (httptools) and reports them to the ``ResponseSink`` attached for
+the current request (an ``UpstreamRequest``, or a mirror). A connection serves one request at a
+time (no upstream pipelining); when a response completes and both sides allow keep-alive, it
+goes back to its pool.
+
+Responses are held to the same strictness as requests (RFC 9112 §6.3): invalid framing
+(duplicate or malformed Content-Length, Content-Length with Transfer-Encoding), an oversize head
+or bytes nobody asked for are protocol errors, and the connection is never reused after one.
+Detaching the sink (``detach``) silences the connection for good: an attempt abandoned by a
+timeout or a retry can never be called back by it.
 """
 
 from __future__ import annotations
@@ -15,19 +22,27 @@ import httptools
 if TYPE_CHECKING:
     from gateway_core.upstream.pool import HostPool
 
+MAX_HEADER_BYTES = 61440
+"""Envoy's ``max_response_headers_kb`` default (60 KiB); larger heads are a protocol error."""
+MAX_HEADERS = 100
+
 
 class ResponseSink(Protocol):
-    """What an upstream connection reports to (implemented by ``Exchange``)."""
+    """Who a connection reports the response of its current request to."""
 
     def on_response_head(
         self, status: int, headers: list[tuple[bytes, bytes]], framing: str, keep_alive: bool
     ) -> None: ...
     def on_response_body(self, data: bytes) -> None: ...
     def on_response_complete(self, reusable: bool) -> None: ...
-    def on_upstream_lost(self, exc: BaseException | None, response_started: bool) -> None: ...
+    def on_upstream_lost(self, protocol_error: bool) -> None: ...
     def on_upstream_upgrade(self, conn: UpstreamConnection, rest: bytes) -> None: ...
     def upstream_pause(self) -> None: ...
     def upstream_resume(self) -> None: ...
+
+
+class _HeadTooLarge(Exception):
+    pass
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -35,7 +50,10 @@ class UpstreamConnection(asyncio.Protocol):
         "_expect_no_body",
         "_framing",
         "_headers",
+        "_hsize",
+        "_request_sent",
         "_response_started",
+        "_status",
         "closed",
         "parser",
         "pool",
@@ -54,7 +72,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.tunnel: ResponseSink | None = None
         self._headers: list[tuple[bytes, bytes]] = []
+        self._hsize = 0
+        self._status = 0
         self._response_started = False
+        self._request_sent = False
         self._expect_no_body = False
         self._framing = "length"
 
@@ -71,20 +92,33 @@ class UpstreamConnection(asyncio.Protocol):
             if self._response_started and self._framing == "eof":
                 sink.on_response_complete(False)
             else:
-                sink.on_upstream_lost(exc, self._response_started)
+                sink.on_upstream_lost(False)
         tunnel, self.tunnel = self.tunnel, None
         if tunnel is not None:
-            tunnel.on_upstream_lost(exc, True)
+            tunnel.on_upstream_lost(False)
         self.pool.on_closed(self)
 
-    def attach(self, sink: ResponseSink, head: bytes, expect_no_body: bool) -> None:
-        """Start one request: remember who gets the response and send the head."""
+    def attach(self, sink: ResponseSink, head: bytes, expect_no_body: bool, sent: bool) -> None:
+        """Start one request: remember who gets the response and send the head. ``sent``: the
+        head is the whole request (else ``end_request`` follows the body)."""
         assert self.transport is not None
         self.sink = sink
         self.requests += 1
         self._response_started = False
+        self._request_sent = sent
         self._expect_no_body = expect_no_body
         self.transport.write(head)
+
+    def end_request(self) -> None:
+        """The request is completely written; only then may the connection be reused (a
+        response that arrives earlier leaves the request's framing unfinished)."""
+        self._request_sent = True
+
+    def detach(self) -> None:
+        """Forget the sink and close: nothing of this connection reaches anyone any more."""
+        self.sink = None
+        self.tunnel = None
+        self.abort()
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:
@@ -110,12 +144,14 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- flow control -----------------------------------------------------------------------
     def pause_writing(self) -> None:
-        if self.sink is not None:
-            self.sink.upstream_pause()
+        sink = self.sink or self.tunnel
+        if sink is not None:
+            sink.upstream_pause()
 
     def resume_writing(self) -> None:
-        if self.sink is not None:
-            self.sink.upstream_resume()
+        sink = self.sink or self.tunnel
+        if sink is not None:
+            sink.upstream_resume()
 
     def pause_reading(self) -> None:
         if self.transport is not None and not self.closed:
@@ -137,25 +173,37 @@ class UpstreamConnection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
-            offset = upgrade.args[0]
-            sink, self.sink = self.sink, None
-            if sink is not None:
-                self.tunnel = sink
-                sink.on_upstream_upgrade(self, data[offset:])
-        except httptools.HttpParserError as exc:
-            sink, self.sink = self.sink, None
+            self._upgraded(data[upgrade.args[0] :])
+        except httptools.HttpParserError:
+            self._protocol_error()
+
+    def _upgraded(self, rest: bytes) -> None:
+        sink, self.sink = self.sink, None
+        if sink is not None and self._status == 101:
+            self.tunnel = sink
+            sink.on_upstream_upgrade(self, rest)
+        else:
             self.abort()
-            if sink is not None:
-                sink.on_upstream_lost(exc, self._response_started)
+
+    def _protocol_error(self) -> None:
+        sink, self.sink = self.sink, None
+        self.abort()
+        if sink is not None:
+            sink.on_upstream_lost(True)
 
     def on_message_begin(self) -> None:
         self._headers = []
+        self._hsize = 0
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._hsize += len(name) + len(value) + 4
         self._headers.append((name.lower(), value))
+        if self._hsize > MAX_HEADER_BYTES or len(self._headers) > MAX_HEADERS:
+            raise _HeadTooLarge
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
+        self._status = status
         if 100 <= status < 200 and status != 101:
             return  # interim responses are not forwarded (Expect is answered by the gateway)
         self._response_started = True
@@ -166,7 +214,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._framing = framing
         keep_alive = self.parser.should_keep_alive() and framing != "eof"
         sink.on_response_head(status, self._headers, framing, keep_alive)
-        if framing == "none" and self._expect_no_body:
+        if framing == "none" and self._expect_no_body and status != 101:
             # A HEAD response: llhttp would wait for Content-Length bytes that never come.
             self.parser = httptools.HttpResponseParser(self)
             self._finish(keep_alive)
@@ -176,21 +224,24 @@ class UpstreamConnection(asyncio.Protocol):
             self.sink.on_response_body(data)
 
     def on_message_complete(self) -> None:
-        status = self.parser.get_status_code()
-        if 100 <= status < 200 and status != 101:
+        status = self._status
+        # Interim responses end here; a 101 continues as a tunnel (HttpParserUpgrade follows).
+        if status < 200 or self.sink is None:
             return
-        if self.sink is not None:
-            self._finish(self.parser.should_keep_alive())
+        self._finish(self.parser.should_keep_alive())
 
     def _finish(self, keep_alive: bool) -> None:
         sink, self.sink = self.sink, None
-        reusable = keep_alive and not self.closed and self.pool.may_reuse(self)
-        if sink is not None:
-            sink.on_response_complete(reusable)
+        reusable = (
+            keep_alive and self._request_sent and not self.closed and self.pool.may_reuse(self)
+        )
+        # Released before the sink hears of it, so a retry or the next request may take it.
         if reusable:
             self.pool.release(self)
         else:
             self.close()
+        if sink is not None:
+            sink.on_response_complete(reusable)
 
 
 def _framing(headers: list[tuple[bytes, bytes]], status: int, no_body: bool) -> str:

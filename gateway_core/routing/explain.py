@@ -13,7 +13,8 @@ from urllib.parse import urlsplit
 from gateway_core.config.hosts import host_matches
 from gateway_core.routing.actions import DirectResponseAction, RedirectAction, RouteAction
 from gateway_core.routing.request import RequestHead
-from gateway_core.snapshot import ListenerProtocol, ServerSpec, Snapshot
+from gateway_core.snapshot import EndpointSpec, ListenerProtocol, ServerSpec, Snapshot
+from gateway_core.upstream.lb.priority import priority_load
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,8 @@ class Destination:
     weight: int
     share: float
     endpoints: tuple[dict[str, object], ...] = ()
+    priorities: tuple[dict[str, object], ...] = ()
+    """Per priority level: endpoints and the load it gets with every endpoint healthy."""
 
 
 @dataclass(slots=True)
@@ -141,9 +144,20 @@ def explain(snapshot: Snapshot, call: Call) -> Result:
                     target.weight,
                     share,
                     endpoints,
+                    _levels(spec.endpoints if spec is not None else ()),
                 )
             )
     return result
+
+
+def _levels(endpoints: tuple[EndpointSpec, ...]) -> tuple[dict[str, object], ...]:
+    """Envoy's priority loads with every endpoint healthy (a DNS name counts as one host)."""
+    if not endpoints:
+        return ()
+    count = max(ep.priority for ep in endpoints) + 1
+    total = [sum(1 for ep in endpoints if ep.priority == p) for p in range(count)]
+    loads, _ = priority_load(total, [0] * count, total)
+    return tuple({"priority": p, "endpoints": total[p], "load": loads[p]} for p in range(count))
 
 
 def _server_for_sni(servers: tuple[ServerSpec, ...], sni: str) -> ServerSpec:

@@ -57,3 +57,29 @@ def test_role_defaults_differ_between_tiers() -> None:
 
     assert (T1.spillover, T1.xff_trusted_hops) == (True, 0)
     assert (T2.spillover, T2.xff_trusted_hops) == (False, 1)
+
+
+def test_explain_prints_priority_levels_with_their_loads() -> None:
+    """For the locality-failover route, explain shows P0/P1/P2 and Envoy's loads (all healthy)."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tier1_gateway",
+            "explain",
+            "--config",
+            "deploy/lab/tier1",
+            "--locality",
+            "us-west1/us-west1-a",
+            "http://bookinfo.example.com:8080/user",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "priorities (all healthy): P0 100% (1 endpoints), P1 0% (1 endpoints), P2 0%" in (
+        result.stdout
+    )
