@@ -135,7 +135,7 @@ def _config_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="labels of this gateway (Gateway selectors, failoverPriority)",
+        help="labels of this gateway (failoverPriority, sourceLabels matches)",
     )
 
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gateway_core.snapshot import NO_LOCALITY, Locality, NodeInfo, frozen_labels
+from gateway_core.snapshot import (
+    NO_LOCALITY,
+    Locality,
+    NodeInfo,
+    frozen_labels,
+    topology_labels,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +48,9 @@ class GatewaySettings:
     rng_seed: int | None = None
 
     def node(self) -> NodeInfo:
+        labels = {**topology_labels(self.locality), **self.labels}
+        if self.cluster_name:
+            labels.setdefault("topology.istio.io/cluster", self.cluster_name)
         return NodeInfo(
             tier=self.tier,
             cluster_name=self.cluster_name,
@@ -49,14 +58,5 @@ class GatewaySettings:
             bind_address=self.bind_address,
             cert_dir=self.cert_dir,
             spillover=self.spillover,
-            labels=frozen_labels(
-                {
-                    **self.labels,
-                    **(
-                        {"topology.istio.io/cluster": self.cluster_name}
-                        if self.cluster_name
-                        else {}
-                    ),
-                }
-            ),
+            labels=frozen_labels(labels),
         )

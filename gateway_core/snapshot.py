@@ -48,6 +48,24 @@ def frozen_labels(labels: Mapping[str, str]) -> Mapping[str, str]:
     return MappingProxyType(dict(sorted(labels.items())))
 
 
+TOPOLOGY_REGION = "topology.kubernetes.io/region"
+TOPOLOGY_ZONE = "topology.kubernetes.io/zone"
+TOPOLOGY_SUBZONE = "topology.istio.io/subzone"
+
+
+def topology_labels(locality: Locality) -> dict[str, str]:
+    """The well-known labels Istio derives from a locality (``failoverPriority`` compares them)."""
+    out = {}
+    for key, value in (
+        (TOPOLOGY_REGION, locality.region),
+        (TOPOLOGY_ZONE, locality.zone),
+        (TOPOLOGY_SUBZONE, locality.subzone),
+    ):
+        if value:
+            out[key] = value
+    return out
+
+
 class Discovery(StrEnum):
     STATIC = "STATIC"
     DNS = "DNS"

@@ -10,6 +10,7 @@ whole (Istio ``MergeTrafficPolicy``).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 
@@ -23,7 +24,11 @@ from gateway_core.compiler.policies import (
     translate_outlier,
     translate_sticky,
 )
-from gateway_core.config.destination_rule import ClientTLSMode, ClientTLSSettings
+from gateway_core.config.destination_rule import (
+    ClientTLSMode,
+    ClientTLSSettings,
+    LocalityLoadBalancerSetting,
+)
 from gateway_core.config.extensions import DestinationPolicySpec
 from gateway_core.config.hosts import fqdn, is_ip
 from gateway_core.config.service_entry import Resolution, ServiceEntrySpec
@@ -37,6 +42,7 @@ from gateway_core.snapshot import (
     UpstreamTls,
     UpstreamTlsMode,
     frozen_labels,
+    topology_labels,
 )
 
 DEFAULT_PORT = 80
@@ -97,11 +103,11 @@ def build_cluster(
     endpoints = assign_priorities(
         node.locality, node.labels, endpoints, locality_setting, outlier is not None
     )
-    weighted = bool(
-        locality_setting and locality_setting.distribute and locality_setting.enabled is not False
-    )
-    if weighted and locality_setting is not None:
+    weighted = _locality_weighted(locality_setting, outlier is not None)
+    if weighted and locality_setting is not None and locality_setting.distribute:
         endpoints = apply_distribute(node.locality, endpoints, locality_setting.distribute)
+    elif weighted:
+        endpoints = _locality_weights(endpoints)
     ext = index.destination_policy(host)
     ext_spec = ext.spec if ext is not None and isinstance(ext.spec, DestinationPolicySpec) else None
     return ClusterSpec(
@@ -129,6 +135,28 @@ def build_cluster(
     )
 
 
+def _locality_weighted(setting: LocalityLoadBalancerSetting | None, outlier: bool) -> bool:
+    """Istio sets Envoy's locality-weighted LB for ``distribute``, and for an explicit
+    ``failover``/``failoverPriority`` list once failover is active (outlier detection)."""
+    if setting is None or setting.enabled is False:
+        return False
+    explicit = bool(setting.failover or setting.failover_priority)
+    return bool(setting.distribute) or (outlier and explicit)
+
+
+def _locality_weights(endpoints: tuple[EndpointSpec, ...]) -> tuple[EndpointSpec, ...]:
+    """Without ``distribute`` a locality weighs the sum of its endpoints' weights (Istio's
+    ``LocalityLbEndpoints.load_balancing_weight``), per priority level."""
+    sums: dict[tuple[int, Locality], int] = {}
+    for ep in endpoints:
+        key = (ep.priority, ep.locality)
+        sums[key] = sums.get(key, 0) + ep.weight
+    return tuple(
+        dataclasses.replace(ep, locality_weight=sums[(ep.priority, ep.locality)])
+        for ep in endpoints
+    )
+
+
 def _endpoints(
     host: str, port: int, labels: dict[str, str], index: ConfigIndex
 ) -> tuple[Discovery, tuple[EndpointSpec, ...]]:
@@ -141,6 +169,8 @@ def _endpoints(
     port_name = service_port.name if service_port else None
     discovery = _discovery(spec)
     if not spec.endpoints:
+        if discovery is Discovery.STATIC:
+            return discovery, ()  # e.g. a workloadSelector: no endpoints this gateway can see
         # DNS (or NONE) without endpoints: the hosts themselves are resolved.
         names = [h for h in spec.hosts if not h.startswith("*")] or [host]
         concrete = host if not host.startswith("*") else names[0]
@@ -150,13 +180,14 @@ def _endpoints(
         if not ep.address or any(ep.labels.get(k) != v for k, v in labels.items()):
             continue
         ep_port = ep.ports.get(port_name, target) if port_name else target
+        locality = Locality.parse(ep.locality)
         out.append(
             EndpointSpec(
                 address=ep.address,
                 port=ep_port,
                 weight=ep.weight or 1,
-                locality=Locality.parse(ep.locality),
-                labels=frozen_labels(ep.labels),
+                locality=locality,
+                labels=frozen_labels({**topology_labels(locality), **ep.labels}),
             )
         )
     return discovery, tuple(out)

@@ -181,10 +181,16 @@ def translate_server_tls(server: Server, node: NodeInfo) -> TlsServerSpec | None
         ServerTLSMode.OPTIONAL_MUTUAL,
     ):
         return None
-    if tls.credential_name:
-        base = os.path.join(node.cert_dir, tls.credential_name)
+    # Istio allows up to two sources (RSA + ECDSA); this gateway serves the first one.
+    credential = tls.credential_name or (tls.credential_names[0] if tls.credential_names else None)
+    if credential:
+        base = os.path.join(node.cert_dir, credential)
         cert, key = os.path.join(base, "tls.crt"), os.path.join(base, "tls.key")
         ca: str | None = os.path.join(base, "ca.crt")
+    elif tls.tls_certificates:
+        first = tls.tls_certificates[0]
+        cert, key = first.server_certificate or "", first.private_key or ""
+        ca = tls.ca_certificates or first.ca_certificates
     else:
         cert, key, ca = tls.server_certificate or "", tls.private_key or "", tls.ca_certificates
     mode = ServerTlsMode(tls.mode.value)

@@ -9,6 +9,7 @@ from gateway_core.compiler.clusters import ClusterCollector
 from gateway_core.compiler.index import ConfigIndex, gateway_key
 from gateway_core.compiler.listeners import BoundServer
 from gateway_core.config.common import StringMatch
+from gateway_core.config.regex import translate_re2
 from gateway_core.config.resources import Resource
 from gateway_core.config.virtual_service import (
     CorsPolicy,
@@ -220,7 +221,7 @@ def _rewrite(rule: HTTPRoute, request_ops: HeaderOps | None) -> RewriteSpec | No
     regex = None
     substitution = b""
     if rw is not None and rw.uri_regex_rewrite is not None:
-        regex = re.compile(rw.uri_regex_rewrite.match.encode("utf-8"))
+        regex = re.compile(translate_re2(rw.uri_regex_rewrite.match).encode("utf-8"))
         substitution = rw.uri_regex_rewrite.rewrite.encode("utf-8")
     if rw is not None and rw.authority:
         authority = rw.authority.encode("latin-1")
@@ -250,7 +251,8 @@ def _retries(retry: HTTPRetry | None) -> RetrySpec:
         attempts=retry.attempts,
         per_try_timeout=retry.per_try_timeout,
         retry_on=frozenset(policies),
-        retriable_status_codes=frozenset(codes) or DEFAULT_RETRY.retriable_status_codes,
+        # Only the codes listed: ``retriable-status-codes`` alone retries nothing (Envoy).
+        retriable_status_codes=frozenset(codes),
         backoff=retry.backoff or DEFAULT_RETRY.backoff,
     )
 

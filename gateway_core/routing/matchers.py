@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from gateway_core.config.regex import translate_re2
 from gateway_core.routing.request import RequestHead
 
 
@@ -58,7 +59,7 @@ class RegexMatcher(StringMatcher):
     __slots__ = ("pattern",)
 
     def __init__(self, pattern: str) -> None:
-        self.pattern: re.Pattern[bytes] = re.compile(pattern.encode("utf-8"))
+        self.pattern: re.Pattern[bytes] = re.compile(translate_re2(pattern).encode("utf-8"))
 
     def matches(self, value: bytes) -> bool:
         return self.pattern.fullmatch(value) is not None

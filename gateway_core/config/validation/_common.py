@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from gateway_core.config.diagnostics import Diagnostics, Origin
+from gateway_core.config.regex import translate_re2
 
 RE2_SYNTAX_HINT = (
     "Istio uses RE2 style regex-based match (https://github.com/google/re2/wiki/Syntax)"
@@ -186,7 +187,7 @@ def regex_error(pattern: str) -> str | None:
     if unsupported is not None:
         return f"{unsupported} is not supported; {RE2_SYNTAX_HINT}"
     try:
-        re.compile(pattern.encode("utf-8"))
+        re.compile(translate_re2(pattern).encode("utf-8"))
     except re.error as exc:
         return f"invalid regex: {exc}; {RE2_SYNTAX_HINT}"
     return None
@@ -273,6 +274,17 @@ def header_name_error(name: str) -> str | None:
         return f"header name {name} is not a valid header name"
     if name != name.lower():
         return f"header name {name} must be lowercase"
+    return None
+
+
+def header_underscore_warning(name: str) -> str | None:
+    """The data path drops request headers with ``_`` (nginx, Envoy's edge advice), so a match on
+    one can never hold."""
+    if "_" in name:
+        return (
+            f"header {name} contains '_': the gateway drops such request headers, "
+            "so this match never holds"
+        )
     return None
 
 

@@ -162,6 +162,7 @@ def _validate_bind(server: Server, path: str, rep: Reporter) -> None:
         rep.error(f"{path}.bind", unix_address_error(bind.removeprefix(UNIX_PREFIX)))
         if server.port.number != 0:
             rep.error(f"{path}.port.number", "port number must be 0 for unix domain socket")
+        rep.error(f"{path}.bind", "unix domain socket listeners are not supported by this gateway")
     elif not is_ip(bind):
         rep.error(f"{path}.bind", f"{bind} is not a valid IP")
 

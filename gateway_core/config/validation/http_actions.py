@@ -225,6 +225,12 @@ def _validate_abort(abort: Abort, path: str, rep: Reporter) -> None:
         )
     if abort.http2_error is not None:
         rep.error(f"{path}.http2Error", "HTTP/2 abort fault injection not supported yet")
+    if abort.grpc_status is not None and abort.http_status is None:
+        rep.warning(
+            f"{path}.grpcStatus",
+            "ignored: this gateway serves HTTP/1.1 and cannot abort with a gRPC status; "
+            "use httpStatus",
+        )
 
 
 def _validate_delay(delay: Delay, path: str, rep: Reporter) -> None:

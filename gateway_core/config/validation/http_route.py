@@ -12,6 +12,7 @@ from gateway_core.config.validation._common import (
     Reporter,
     duration_error,
     header_name_error,
+    header_underscore_warning,
     header_value_error,
     is_dns1123_label,
     labels_errors,
@@ -92,6 +93,7 @@ def _validate_conflicts(route: HTTPRoute, path: str, rep: Reporter) -> None:
 def _validate_match(match: HTTPMatchRequest, path: str, rep: Reporter) -> None:
     for name, value in match.headers.items():
         rep.error(f"{path}.headers.{name}", header_name_error(name))
+        rep.warning(f"{path}.headers.{name}", header_underscore_warning(name))
         validate_string_match(value, f"{path}.headers.{name}", rep)
     for name, value in match.without_headers.items():
         rep.error(f"{path}.withoutHeaders.{name}", header_name_error(name))

@@ -63,3 +63,20 @@ def test_https_redirect_server_redirects_without_a_virtual_service() -> None:
     [entry] = vh.routes
     assert entry.rule_index == -1
     assert table.find_virtual_host("a.example.com") is None  # no VirtualService binds a.example.com
+
+
+def test_first_of_several_certificate_sources_is_served() -> None:
+    """``credentialNames`` (RSA + ECDSA in Istio): the first credential is served."""
+    text = """
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw}
+spec:
+  servers:
+  - port: {number: 443, name: https, protocol: HTTPS}
+    hosts: [a.example.com]
+    tls: {mode: SIMPLE, credentialNames: [rsa-cert, ecdsa-cert]}
+"""
+    tls = snapshot(text).listeners[0].servers[0].tls
+    assert tls is not None
+    assert tls.cert_file == "/certs/rsa-cert/tls.crt"

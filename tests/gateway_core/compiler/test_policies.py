@@ -161,3 +161,76 @@ spec:
     assert [(e.address, e.port) for e in cluster.endpoints] == [
         ("cart.shop.svc.cluster.local", 8080)
     ]
+
+
+FAILOVER = """
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: svc}
+spec:
+  host: svc.example.internal
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 2}
+    loadBalancer:
+      localityLbSetting:
+        failover: [{from: us-west1, to: us-east1}]
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+"""
+
+
+def test_locality_weighting_follows_istios_rule() -> None:
+    """An explicit failover list with outlier detection turns on locality weights (endpoint
+    weight sums); outlier detection alone does not."""
+    explicit = snapshot(GATEWAY + SERVICE + FAILOVER).clusters[
+        "outbound|80|v2|svc.example.internal"
+    ]
+    assert explicit.locality.locality_weighted
+    assert [(e.address, e.locality_weight) for e in explicit.endpoints] == [
+        ("10.0.0.2", 3),
+        ("10.0.0.3", 1),
+    ]
+    implicit = snapshot(GATEWAY + SERVICE + RULE).clusters["outbound|80|v2|svc.example.internal"]
+    assert not implicit.locality.locality_weighted
+    assert [e.locality_weight for e in implicit.endpoints] == [0, 0]
+
+
+def test_endpoints_get_topology_labels_from_their_locality() -> None:
+    """region/zone labels are derived from the endpoint locality unless written explicitly."""
+    c = snapshot(GATEWAY + SERVICE + RULE).clusters["outbound|80|v2|svc.example.internal"]
+    labels = dict(c.endpoints[1].labels)
+    assert labels["topology.kubernetes.io/region"] == "us-east1"
+    assert labels["topology.kubernetes.io/zone"] == "us-east1-b"
+    assert labels["version"] == "v2"
+
+
+def test_static_service_without_endpoints_has_none() -> None:
+    """A STATIC ServiceEntry without endpoints (e.g. a workloadSelector) gives no endpoints."""
+    text = (
+        GATEWAY
+        + """
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: vs}
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  http:
+  - route: [{destination: {host: ws.internal}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ws}
+spec:
+  hosts: [ws.internal]
+  location: MESH_INTERNAL
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  workloadSelector: {labels: {app: ws}}
+"""
+    )
+    [cluster] = snapshot(text).clusters.values()
+    assert cluster.endpoints == ()
