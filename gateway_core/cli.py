@@ -90,6 +90,20 @@ def _parser(role: RoleDefaults) -> argparse.ArgumentParser:
     )
     run.add_argument("--health-path", default="/healthz/ready")
     run.add_argument(
+        "--dns-refresh-min",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="re-resolve DNS names no sooner than this (default 5)",
+    )
+    run.add_argument(
+        "--dns-refresh-max",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="re-resolve DNS names at least this often, whatever the TTL (default 300)",
+    )
+    run.add_argument(
         "--sticky-secret-file",
         metavar="PATH",
         help="HMAC key for sticky-session cookies, shared by all replicas "
@@ -169,6 +183,8 @@ def _settings(args: argparse.Namespace, role: RoleDefaults) -> GatewaySettings:
             spillover=args.spillover,
             health_path=args.health_path,
             sticky_secret=_sticky_secret(args.sticky_secret_file),
+            dns_refresh_min=args.dns_refresh_min,
+            dns_refresh_max=args.dns_refresh_max,
             drain_propagation=args.drain_propagation,
             drain_deadline=args.drain_deadline,
             watch_interval=args.watch_interval,

@@ -36,6 +36,8 @@ class GatewaySettings:
     """Answered on every data listener with 200 (ready) or 503 (starting/draining); '' disables."""
     dns_servers: tuple[tuple[str, int], ...] = ()
     spillover: bool = False
+    dns_refresh_min: float = 5.0
+    dns_refresh_max: float = 300.0
     sticky_secret: bytes = b""
     """HMAC key for sticky-session cookies; replicas must share it (empty: random per process)."""
     drain_propagation: float = 5.0
@@ -59,4 +61,6 @@ class GatewaySettings:
             cert_dir=self.cert_dir,
             spillover=self.spillover,
             labels=frozen_labels(labels),
+            dns_refresh_min=self.dns_refresh_min,
+            dns_refresh_max=max(self.dns_refresh_min, self.dns_refresh_max),
         )

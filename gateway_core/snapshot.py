@@ -276,6 +276,9 @@ class NodeInfo:
     cert_dir: str = "certs"
     spillover: bool = False
     labels: Mapping[str, str] = field(default_factory=lambda: EMPTY_LABELS, hash=False)
+    dns_refresh_min: float = 5.0
+    dns_refresh_max: float = 300.0
+    """DNS answers are re-resolved after their TTL, clamped to these bounds (seconds)."""
 
 
 @dataclass(frozen=True, slots=True)

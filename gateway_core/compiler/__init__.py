@@ -65,6 +65,8 @@ def config_version(resources: Resources, node: NodeInfo) -> str:
                 node.cert_dir,
                 node.spillover,
                 sorted(node.labels.items()),
+                node.dns_refresh_min,
+                node.dns_refresh_max,
             )
         ).encode()
     )

@@ -129,6 +129,8 @@ def build_cluster(
             locality_weighted=weighted,
         ),
         panic_threshold=outlier.min_health_percent if outlier is not None else 50,
+        dns_refresh_min=node.dns_refresh_min,
+        dns_refresh_max=node.dns_refresh_max,
         spillover=ext_spec.spillover.enabled
         if ext_spec is not None and ext_spec.spillover is not None
         else node.spillover,

@@ -1,0 +1,119 @@
+"""Control path (lab): ``gateway-lab`` — run the embedded three-cluster lab and its scenarios.
+
+    gateway-lab up [--workdir DIR] [--no-wait] [--timeout S] [--topology FILE]
+    gateway-lab status | down
+    gateway-lab kill NAME [--signal KILL|TERM|INT] | start NAME
+    gateway-lab scenario NAME [--requests N]
+
+``up`` runs in the foreground until Ctrl-C (or ``down`` from another terminal); the other
+commands talk to it through the lab control API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from gateway_lab.control import ControlClient, LabNotRunning, ProcessError
+from gateway_lab.topology import TopologyError, load_topology
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="replace")
+    args = _parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    try:
+        topology = load_topology(args.topology)
+    except TopologyError as exc:
+        print(f"gateway-lab: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "up":
+        from gateway_lab.supervisor import run_lab
+
+        return run_lab(topology, args.workdir, timeout=args.timeout, wait=not args.no_wait)
+    if args.command == "scenario":
+        from gateway_lab.scenarios import run_scenario
+
+        return asyncio.run(run_scenario(args.name, topology, requests=args.requests))
+    client = ControlClient(topology.control)
+    try:
+        return asyncio.run(_control(args, client))
+    except LabNotRunning as exc:
+        print(f"gateway-lab: {exc}", file=sys.stderr)
+        return 1
+    except ProcessError as exc:
+        print(f"gateway-lab: {exc}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    from gateway_lab.scenarios import SCENARIOS
+
+    parser = argparse.ArgumentParser(prog="gateway-lab", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--topology", type=Path, default=None, help="topology.yaml to use")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start the lab in the foreground (Ctrl-C stops it)")
+    up.add_argument("--workdir", type=Path, default=Path(".lab"), help="default: ./.lab")
+    up.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="start every process without waiting for readiness between phases",
+    )
+    up.add_argument("--timeout", type=float, default=60.0, help="readiness timeout (s)")
+    sub.add_parser("status", help="show the running lab's processes")
+    sub.add_parser("down", help="stop the running lab")
+    kill = sub.add_parser("kill", help="stop one lab process (e.g. tier2-cluster-1)")
+    kill.add_argument("name")
+    kill.add_argument("--signal", default="KILL", choices=["KILL", "TERM", "INT"])
+    start = sub.add_parser("start", help="start a stopped lab process again")
+    start.add_argument("name")
+    scenario = sub.add_parser("scenario", help="run a measured scenario over the running lab")
+    scenario.add_argument("name", choices=sorted(SCENARIOS))
+    scenario.add_argument("--requests", type=int, default=200, help="requests per measurement")
+    return parser
+
+
+async def _control(args: argparse.Namespace, client: ControlClient) -> int:
+    if args.command == "status":
+        _print_status(await client.status())
+        return 0
+    if args.command == "down":
+        return await _down(client)
+    if args.command == "kill":
+        info = await client.kill(args.name, args.signal)
+        print(f"{args.name} stopped (exit {info['exit_code']})")
+        return 0
+    info = await client.start(args.name)
+    print(f"{args.name} running again (pid {info['pid']}, ready {info['ready']})")
+    return 0
+
+
+def _print_status(status: dict[str, Any]) -> None:
+    ready = "every process ready" if status["ready"] else "NOT every process is ready"
+    print(f"lab {status['state']}, {ready} (supervisor pid {status['pid']})")
+    print(f"workdir {status['workdir']}, topology {status['topology']}")
+    print(f"{'process':<18} {'pid':>7}  {'state':<8} {'starts':>6}  what")
+    for p in status["processes"]:
+        state = "ready" if p["ready"] else "running" if p["alive"] else f"exit {p['exit_code']}"
+        print(f"{p['name']:<18} {p['pid'] or '-':>7}  {state:<8} {p['starts']:>6}  {p['summary']}")
+
+
+async def _down(client: ControlClient) -> int:
+    await client.shutdown()
+    for _ in range(300):
+        try:
+            await client.status()
+        except LabNotRunning:
+            print("lab stopped")
+            return 0
+        await asyncio.sleep(0.1)
+    print("gateway-lab: the lab is still stopping after 30s", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
