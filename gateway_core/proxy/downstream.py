@@ -1,17 +1,19 @@
 """Data path: ``DownstreamProtocol``, one client connection (HTTP/1.1, optionally over TLS).
 
 It parses requests with llhttp (httptools), checks them the way a strict proxy must
-(robustness.md §2), keeps responses in request order for pipelined requests, applies the
-header, first-request and keep-alive deadlines, and relays flow control between client and
-upstream. Each request becomes an ``Exchange``.
+(robustness.md §2, with ``request_checks.py``), keeps responses in request order for pipelined
+requests, and relays flow control between client and upstream. Each request becomes an
+``Exchange``. Beyond llhttp: 414/431 limits; header fields whose names contain an underscore
+are dropped (Envoy ``DROP_HEADER``, nginx's default); trailers are never merged. llhttp is told
+to accept Content-Length with Transfer-Encoding only so that a trailer named Content-Length
+does not fail a valid chunked body; ``request_checks`` rejects that pair in a head. A malformed
+request is answered with its 4xx when no response is under way, after the responses owed to
+earlier pipelined requests otherwise, and the connection is closed.
 
-Beyond llhttp's own checks: 414/431 limits, exactly one valid Host, Content-Length together
-with Transfer-Encoding (400 + close; llhttp is told to let it through only so that a trailer
-named Content-Length does not fail a valid chunked body), Transfer-Encoding on HTTP/1.0, only
-``chunked`` as a coding, absolute-form targets, CONNECT. Header fields whose names contain an
-underscore are dropped (Envoy ``DROP_HEADER``, nginx's default) and trailers are never merged.
-A malformed request is answered with its 4xx when no response is under way, after the
-responses owed to earlier pipelined requests otherwise, and the connection is closed.
+Deadlines: the request head must arrive within ``header_timeout`` of its first byte (408), a
+keep-alive connection may idle ``idle_timeout``, and an exchange that shows no activity either
+way for ``stream_idle_timeout`` is ended by it. One lazily re-armed timer per connection serves
+all three, so a request costs no timer operations (it fires at least every shortest timeout).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import httptools
 
 from gateway_core.proxy.exchange import Exchange
 from gateway_core.proxy.local_reply import render
-from gateway_core.proxy.normalize import BadTarget, split_target
+from gateway_core.proxy.request_checks import BadRequest, check_head, request_target
+from gateway_core.proxy.tunnel import ClientTunnelBuffer
 from gateway_core.routing.request import RequestHead
 
 if TYPE_CHECKING:
@@ -36,19 +39,15 @@ MAX_HEADER_BYTES = 61440
 MAX_HEADERS = 100
 
 
-class _Reject(Exception):
-    def __init__(self, status: int, message: bytes) -> None:
-        super().__init__(status)
-        self.status = status
-        self.message = message
-
-
 class DownstreamProtocol(asyncio.Protocol):
     __slots__ = (
+        "_deadline",
         "_deferred",
+        "_head_phase",
         "_headers",
         "_hsize",
         "_paused",
+        "_tick",
         "_timer",
         "_trailers",
         "_url",
@@ -97,6 +96,13 @@ class DownstreamProtocol(asyncio.Protocol):
         self.tunnel: object | None = None
         self._paused: set[str] = set()
         self._timer: asyncio.TimerHandle | None = None
+        settings = runtime.settings
+        self._tick = min(
+            settings.header_timeout, settings.idle_timeout, settings.stream_idle_timeout
+        )
+        self._deadline = 0.0
+        """When the head (``_head_phase``) or the keep-alive idle period runs out."""
+        self._head_phase = True
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._hsize = 0
@@ -123,11 +129,15 @@ class DownstreamProtocol(asyncio.Protocol):
                 return
             self.route_table = tls.server_of(ssl_object).route_table
         self.runtime.connections.add(self)
-        self._arm(self.runtime.settings.header_timeout)
+        now = self.loop.time()
+        self._deadline = now + self.runtime.settings.header_timeout
+        self._schedule(now)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self._disarm()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self.runtime.connections.discard(self)
         current, self.current = self.current, None
         if current is not None:
@@ -144,11 +154,11 @@ class DownstreamProtocol(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
             self._on_parser_upgrade(data[upgrade.args[0] :])
-        except _Reject as rej:
+        except BadRequest as rej:
             self._reject(rej.status, rej.message)
         except httptools.HttpParserError as exc:
             cause = exc.__context__
-            if isinstance(cause, _Reject):
+            if isinstance(cause, BadRequest):
                 self._reject(cause.status, cause.message)
             else:
                 self._reject(400, b"malformed request\n")
@@ -157,8 +167,6 @@ class DownstreamProtocol(asyncio.Protocol):
         ex = self.parsing
         if ex is not None and ex.upgrade and not ex.finished:
             # WebSocket: bytes after the request head belong to the tunnel once it opens.
-            from gateway_core.proxy.tunnel import ClientTunnelBuffer
-
             self.tunnel = ClientTunnelBuffer(self, rest)
             return
         if rest:
@@ -190,42 +198,47 @@ class DownstreamProtocol(asyncio.Protocol):
         self._hsize = 0
         self._trailers = False
         if self.current is None and not self.queue:
-            self._arm(self.runtime.settings.header_timeout)
+            self._head_phase = True
+            self._deadline = self.loop.time() + self.runtime.settings.header_timeout
 
     def on_url(self, url: bytes) -> None:
         self._url += url
         if len(self._url) > MAX_URL:
-            raise _Reject(414, b"request target too long\n")
+            raise BadRequest(414, b"request target too long\n")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._hsize += len(name) + len(value) + 4
         if len(self._headers) >= MAX_HEADERS or self._hsize > MAX_HEADER_BYTES:
-            raise _Reject(431, b"request header fields too large\n")
+            raise BadRequest(431, b"request header fields too large\n")
         if self._trailers or b"_" in name:
             return  # trailers are never merged; underscore names are dropped
         self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
-        self._disarm()
         parser = self.parser
         version = parser.get_http_version()
         if version not in ("1.1", "1.0"):
-            raise _Reject(505, b"HTTP version not supported\n")
-        self.http11 = version == "1.1"
+            raise BadRequest(505, b"HTTP version not supported\n")
+        self.http11 = http11 = version == "1.1"
         method = parser.get_method()
         headers = self._headers
-        authority, framing, upgrade = self._check_head(method, headers)
-        try:
-            path, query = split_target(self._url)
-        except BadTarget as exc:
-            if self._url == b"*" and method == b"OPTIONS":
-                path, query = b"*", b""
-            elif self._url.startswith((b"http://", b"https://")):
-                path, query, authority = self._absolute_form(headers)
-            else:
-                raise _Reject(400, str(exc).encode() + b"\n") from None
+        authority, framing, upgrade = check_head(
+            method,
+            headers,
+            http11=http11,
+            default_authority=self.listener.default_authority,
+            parser=parser,
+        )
+        path, query, target_authority = request_target(self._url, method, headers)
         req = RequestHead(
-            method, path, query, authority, self.scheme, self.listener.port, headers, self.client_ip
+            method,
+            path,
+            query,
+            target_authority or authority,
+            self.scheme,
+            self.listener.port,
+            headers,
+            self.client_ip,
         )
         self.requests += 1
         self._url = b""
@@ -241,55 +254,6 @@ class DownstreamProtocol(asyncio.Protocol):
         else:
             self.queue.append(ex)
             self.pause_reading("pipeline")
-
-    def _check_head(
-        self, method: bytes, headers: list[tuple[bytes, bytes]]
-    ) -> tuple[bytes, str, bool]:
-        hosts = [v for n, v in headers if n == b"host"]
-        if len(hosts) > 1:
-            raise _Reject(400, b"multiple Host headers\n")
-        if not hosts and self.http11:
-            raise _Reject(400, b"missing Host header\n")
-        authority = hosts[0] if hosts else self.listener.default_authority
-        if not authority or any(c in authority for c in b" \t,@/\\"):
-            raise _Reject(400, b"invalid Host header\n")
-        if method == b"CONNECT":
-            raise _Reject(405, b"CONNECT is not supported\n")
-        coding: bytes | None = None
-        length: bytes | None = None
-        upgrade = False
-        for name, value in headers:
-            if name == b"transfer-encoding":
-                coding = value if coding is None else coding + b"," + value
-            elif name == b"content-length":
-                length = value
-            elif name == b"upgrade" and value.strip().lower() == b"websocket":
-                upgrade = self.parser.should_upgrade()
-        if coding is None:
-            return authority, "length" if length and length.strip() != b"0" else "none", upgrade
-        if not self.http11:
-            raise _Reject(400, b"Transfer-Encoding in an HTTP/1.0 request\n")
-        if length is not None:
-            raise _Reject(400, b"both Content-Length and Transfer-Encoding\n")
-        codings = [c.strip().lower() for c in coding.split(b",")]
-        if codings[-1] != b"chunked" or b"chunked" in codings[:-1]:
-            raise _Reject(400, b"chunked must be the final transfer coding, once\n")
-        if len(codings) > 1:
-            raise _Reject(501, b"unsupported transfer coding\n")
-        return authority, "chunked", upgrade
-
-    def _absolute_form(self, headers: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes, bytes]:
-        """Absolute-form target: route by its authority and send that as Host (RFC 9112 3.2.2)."""
-        try:
-            url = httptools.parse_url(self._url)
-            path, query = split_target(
-                (url.path or b"/") + (b"?" + url.query if url.query else b"")
-            )
-        except (httptools.HttpParserInvalidURLError, BadTarget):
-            raise _Reject(400, b"invalid request target\n") from None
-        authority = url.host + (b":%d" % url.port if url.port else b"")
-        headers[:] = [(n, v) for n, v in headers if n != b"host"] + [(b"host", authority)]
-        return path, query, authority
 
     def on_body(self, body: bytes) -> None:
         if self.parsing is not None:
@@ -314,12 +278,16 @@ class DownstreamProtocol(asyncio.Protocol):
     def pause_writing(self) -> None:
         self.write_paused = True
         if self.current is not None:
-            self.current.downstream_pause()
+            upstream = self.current.upstream
+            if upstream is not None:
+                upstream.pause_reading()
 
     def resume_writing(self) -> None:
         self.write_paused = False
         if self.current is not None:
-            self.current.downstream_resume()
+            upstream = self.current.upstream
+            if upstream is not None:
+                upstream.resume_reading()
 
     def pause_reading(self, reason: str) -> None:
         if not self._paused and self.transport is not None and not self.closed:
@@ -351,6 +319,7 @@ class DownstreamProtocol(asyncio.Protocol):
             nxt = self.queue.popleft()
             self.keep_alive = nxt.client_keep_alive
             self.current = nxt
+            nxt.activity = self.loop.time()
             if not self.queue:
                 self.resume_reading("pipeline")
             nxt.begin()
@@ -360,7 +329,11 @@ class DownstreamProtocol(asyncio.Protocol):
                 self.transport.write(render(*self._deferred, close=True))
             self.transport.close()
             return
-        self._arm(self.runtime.settings.idle_timeout)
+        # Idle until the next request, unless one is already arriving (pipelined, partial).
+        settings = self.runtime.settings
+        self._head_phase = bool(self._url or self._headers)
+        timeout = settings.header_timeout if self._head_phase else settings.idle_timeout
+        self._deadline = self.loop.time() + timeout
 
     def draining_now(self) -> bool:
         return self.runtime.draining
@@ -371,19 +344,26 @@ class DownstreamProtocol(asyncio.Protocol):
         return self.trust_forwarded and req.headers.get(b"x-forwarded-proto") == b"https"
 
     # -- deadlines --------------------------------------------------------------------------------
-    def _arm(self, seconds: float) -> None:
-        self._disarm()
-        self._timer = self.loop.call_later(seconds, self._on_deadline)
+    def _schedule(self, now: float) -> None:
+        current = self.current
+        settings = self.runtime.settings
+        due = current.activity + settings.stream_idle_timeout if current else self._deadline
+        at = min(due, now + self._tick)
+        self._timer = self.loop.call_at(at if at > now else now + self._tick, self._on_timer)
 
-    def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _on_deadline(self) -> None:
+    def _on_timer(self) -> None:
         self._timer = None
-        if self.transport is None or self.closed or self.current is not None:
+        if self.transport is None or self.closed:
             return
-        if self._url or self._headers:
-            self.transport.write(render(408, b"request header timeout\n", close=True))
-        self.transport.close()
+        now = self.loop.time()
+        current = self.current
+        if current is not None:
+            if now - current.activity >= self.runtime.settings.stream_idle_timeout:
+                current.stream_idle()
+        elif now >= self._deadline:
+            if self._head_phase and (self._url or self._headers):
+                self.transport.write(render(408, b"request header timeout\n", close=True))
+            self.transport.close()
+            return
+        if not self.closed:
+            self._schedule(now)

@@ -7,8 +7,9 @@ and starts a new one after a jittered back-off, on a host not tried yet when the
 
 Timeouts (Envoy): the route ``timeout`` and ``perTryTimeout`` run from the moment the whole
 request was received and cover the whole response (504 ``UT``, or a truncated response once
-it started). ``stream_idle_timeout`` ends an exchange that shows no activity in either
-direction: 408 (``SI``) while the client still owes body bytes, else like a per-try timeout.
+it started). ``stream_idle_timeout`` (checked by the connection against ``activity``) ends an
+exchange quiet in both directions: 408 (``SI``) while the client still owes body bytes, else
+like a per-try timeout.
 """
 
 from __future__ import annotations
@@ -16,27 +17,15 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from gateway_core.proxy import cors, messages
+from gateway_core.proxy import cors, fault, messages
 from gateway_core.proxy.flags import ResponseFlag
 from gateway_core.proxy.headers import new_request_id
-from gateway_core.proxy.local_reply import DEFAULT_BODIES, redirect_location, render
+from gateway_core.proxy.local_reply import DEFAULT_BODIES, render, route_answer
 from gateway_core.proxy.mirror import send_mirrors
-from gateway_core.proxy.retry import (
-    IDEMPOTENT,
-    backoff,
-    may_retry,
-    retriable_status,
-    retry_policy,
-)
-from gateway_core.proxy.targets import choose_target, sticky_host
-from gateway_core.proxy.upstream_request import BUFFER_HIGH, UpstreamRequest
-from gateway_core.routing.actions import (
-    DirectResponseAction,
-    HeaderList,
-    RedirectAction,
-    RouteAction,
-    WeightedCluster,
-)
+from gateway_core.proxy.retry import IDEMPOTENT, RetryState, retriable_status, retry_policy
+from gateway_core.proxy.targets import choose_host, choose_target
+from gateway_core.proxy.upstream_request import BUFFER_HIGH, FAILURES, UpstreamRequest
+from gateway_core.routing.actions import HeaderList, RouteAction, WeightedCluster
 from gateway_core.routing.matchers import RequestMatch
 from gateway_core.routing.request import RequestHead
 from gateway_core.routing.route_table import RouteEntry
@@ -47,26 +36,13 @@ from gateway_core.upstream.pool import Overflow
 
 if TYPE_CHECKING:
     from gateway_core.proxy.downstream import DownstreamProtocol
-    from gateway_core.proxy.upstream_conn import UpstreamConnection
     from gateway_core.upstream.cluster import Cluster
-
-REPLAY_LIMIT = 65536
-"""Request bodies up to this size are kept for retries and mirrors; larger ones stream."""
 
 
 class Exchange:
     __slots__ = (
-        "_carry",
-        "_carry_size",
         "_deadline",
-        "_idle",
-        "_replay",
-        "_replay_size",
-        "_retrying",
-        "_try_timer",
-        "_wait",
         "activity",
-        "attempts",
         "authority",
         "bytes_received",
         "bytes_sent",
@@ -86,13 +62,14 @@ class Exchange:
         "request_done",
         "request_id",
         "response_started",
+        "retry",
         "start",
         "status",
         "sticky_cookie",
         "target",
-        "tried",
         "upgrade",
         "upstream",
+        "wait",
     )
 
     def __init__(
@@ -119,16 +96,10 @@ class Exchange:
         self.head = self.authority = self.request_id = b""
         self.sticky_cookie: bytes | None = None
         self.cors_origin: bytes | None = None
-        self.attempts = self.bytes_received = self.bytes_sent = 0
-        self.tried: frozenset[tuple[str, int]] = frozenset()
-        self._replay: list[bytes] | None = [] if req_framing != "none" else None
-        self._replay_size = self._carry_size = 0
-        self._carry: list[bytes] = []
-        self._retrying = False
+        self.bytes_received = self.bytes_sent = 0
+        self.retry = RetryState(buffered=req_framing != "none")
         self._deadline: asyncio.TimerHandle | None = None
-        self._wait: asyncio.TimerHandle | None = None
-        self._try_timer: asyncio.TimerHandle | None = None
-        self._idle: asyncio.TimerHandle | None = None
+        self.wait: asyncio.TimerHandle | None = None
 
     # -- routing ---------------------------------------------------------------------------
     def begin(self) -> None:
@@ -158,30 +129,15 @@ class Exchange:
                 self.local_reply(200, None, b"", headers)
                 return
         action = entry.action
-        if isinstance(action, RedirectAction):
-            if action.https_redirect and down.trusts_https(req):
-                self.local_reply(404, ResponseFlag.NO_ROUTE)
-                return
-            location = redirect_location(action, req, match)
-            self.local_reply(action.code, None, b"", [(b"location", location)])
+        if not isinstance(action, RouteAction):
+            self.local_reply(*route_answer(action, req, match, down.trusts_https(req)))
             return
-        if isinstance(action, DirectResponseAction):
-            self.local_reply(action.status, None, action.body)
-            return
-        fault = entry.fault
-        if fault is not None:
-            rng = runtime.rng
-            if fault.abort_status and rng.random() * 100 < fault.abort_percent:
-                self.local_reply(fault.abort_status, ResponseFlag.FAULT_INJECTED)
-                return
-            if fault.delay and rng.random() * 100 < fault.delay_percent:
-                self.flags.append(ResponseFlag.DELAY_INJECTED)
-                self._wait = down.loop.call_later(fault.delay, self._route, action)
-                return
-        self._route(action)
+        if entry.fault is None or not fault.inject(self, entry.fault, action):
+            self.route_to(action)
 
-    def _route(self, action: RouteAction) -> None:
-        self._wait = None
+    def route_to(self, action: RouteAction) -> None:
+        """Choose the destination and start the first attempt."""
+        self.wait = None
         down = self.down
         runtime = down.runtime
         req, entry = self.req, self.entry
@@ -199,6 +155,7 @@ class Exchange:
             return
         self.target, self.cluster = target, cluster
         cluster.active_requests += 1
+        self.retry.policy = retry_policy(entry)
         self.request_id = req.headers.get(b"x-request-id") or new_request_id()
         self.authority = messages.upstream_authority(req, entry)
         self.head = messages.request_head(
@@ -215,39 +172,32 @@ class Exchange:
         )
         if not self.request_done and req.headers.get(b"expect", b"").lower() == b"100-continue":
             down.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        self._idle = down.loop.call_later(runtime.settings.stream_idle_timeout, self._on_idle)
         if self.request_done:
             self._request_complete()
         self._attempt()
 
+    @property
+    def attempts(self) -> int:
+        return self.retry.attempts
+
     def _attempt(self) -> None:
-        self._wait = None
-        cluster, target = self.cluster, self.target
-        assert cluster is not None and target is not None
-        self.attempts += 1
-        ctx = LbContext(
-            hash_key=cluster.hash_key(self.req, self.down.client_ip),
-            attempt=self.attempts - 1,
-            excluded=self.tried,
-        )
-        policy = cluster.spec.sticky
-        if policy is not None and not policy.target_subset:
-            host, cookie = sticky_host(cluster, policy, self.down.runtime.sticky_key, self.req, ctx)
-            self.sticky_cookie = cookie or self.sticky_cookie
-        else:
-            host = cluster.choose_host(ctx)
+        retry, cluster = self.retry, self.cluster
+        retry.timer = None
+        assert cluster is not None
+        retry.attempts += 1
+        down, req = self.down, self.req
+        ctx = LbContext(cluster.hash_key(req, down.client_ip), retry.attempts - 1, retry.tried)
+        host, cookie = choose_host(cluster, req, down.client_ip, down.runtime.sticky_key, ctx)
         if host is None:
             self.local_reply(503, ResponseFlag.NO_HEALTHY_UPSTREAM)
             return
         self.host = host
-        self.tried = self.tried | {host.key}
-        body, self._carry = self._carry, []
+        self.sticky_cookie = cookie or self.sticky_cookie
+        retry.tried = retry.tried | {host.key}
         pool = cluster.pool_for(host, self.authority)
-        ureq = UpstreamRequest(self, host, pool, body, self._carry_size)
-        self._carry_size = 0
-        self.upstream = ureq
+        ureq = self.upstream = UpstreamRequest(self, host, pool, *retry.take_held())
         if self.request_done:
-            self._arm_try_timer()
+            ureq.arm_try_timer(retry.policy.per_try_timeout)
         try:
             pool.acquire(ureq)
         except Overflow:
@@ -258,20 +208,11 @@ class Exchange:
     def on_request_body(self, data: bytes) -> None:
         self.bytes_received += len(data)
         self.activity = self.down.loop.time()
-        if self._replay is not None:
-            self._replay_size += len(data)
-            if self._replay_size <= REPLAY_LIMIT:
-                self._replay.append(data)
-            else:
-                self._replay = None
+        self.retry.keep(data)
         if self.upstream is not None:
             self.upstream.send(data)
-        elif not self.finished:
-            # Between attempts (fault delay, retry back-off): held for the next attempt.
-            self._carry.append(data)
-            self._carry_size += len(data)
-            if self._carry_size > BUFFER_HIGH:
-                self.down.pause_reading("body")
+        elif not self.finished and self.retry.hold(data) > BUFFER_HIGH:
+            self.down.pause_reading("body")
 
     def on_request_complete(self) -> None:
         self.request_done = True
@@ -280,30 +221,18 @@ class Exchange:
         self._request_complete()
         if self.upstream is not None:
             self.upstream.end()
-            self._arm_try_timer()
+            self.upstream.arm_try_timer(self.retry.policy.per_try_timeout)
 
     def _request_complete(self) -> None:
         entry = self.entry
         assert entry is not None
         if entry.timeout:
             self._deadline = self.down.loop.call_later(entry.timeout, self._on_deadline)
-        if entry.mirrors and (self._replay is not None or self.req_framing == "none"):
-            send_mirrors(self, b"".join(self._replay or ()))
+        replay = self.retry.replay
+        if entry.mirrors and (replay is not None or self.req_framing == "none"):
+            send_mirrors(self, b"".join(replay or ()))
 
     # -- attempt outcomes (called by the current UpstreamRequest only) ----------------------
-    def attempt_connect_failed(self, ureq: UpstreamRequest, reason: str, timeout: bool) -> None:
-        self._end_attempt()
-        assert self.cluster is not None
-        self.cluster.record_local(
-            ureq.host, LocalOrigin.TIMEOUT if timeout else LocalOrigin.CONNECT_FAILED
-        )
-        self._carry = ureq.take_unsent() + self._carry
-        if self._may_retry("connect-failure", sent=False):
-            self._retry()
-            return
-        body = b"upstream connect error or disconnect/reset before headers: %s\n" % reason.encode()
-        self.local_reply(503, ResponseFlag.UPSTREAM_CONNECT_FAILURE, body)
-
     def attempt_response_head(
         self, ureq: UpstreamRequest, status: int, headers: HeaderList, framing: str
     ) -> None:
@@ -313,144 +242,59 @@ class Exchange:
         cluster.record_status(host, status)
         if status == 101 and not self.upgrade:
             ureq.abandon()
-            self.attempt_reset(ureq, True)
+            self.attempt_failed(ureq, "protocol-error")
             return
         if (
             status >= 500
-            and retriable_status(retry_policy(self.entry), status)
+            and retriable_status(self.retry.policy, status)
             and self._may_retry("status", sent=True)
         ):
             return  # the response is drained, then ``attempt_complete`` retries
         self.status = status
-        self.response_started = ureq.streaming = True
-        if status == 101:
-            ureq.resp_framing = "raw"
-            down.write(messages.switching_protocols(headers))
-            return
-        if self.upgrade:
-            down.keep_alive = False  # a refused upgrade leaves the client's framing unknown
-        chunked = framing in ("chunked", "eof") and down.http11
-        if framing == "eof" and not down.http11:
-            down.keep_alive = False  # an HTTP/1.0 client reads the body until close
-        ureq.resp_framing = "chunked" if chunked else framing
-        close = not down.keep_alive or down.draining_now()
-        down.keep_alive = not close
-        down.write(
-            messages.response_head(
-                status,
-                headers,
-                framing,
-                head_request=self.req.method == b"HEAD",
-                entry=self.entry,
-                target=self.target,
-                extra=self._response_extra(cluster.response_cookies(self.req, host)),
-                chunked=chunked,
-                close=close,
-            )
-        )
+        self.response_started = True
+        extra = self._response_extra(cluster.response_cookies(self.req, host))
+        ureq.start_response(status, headers, framing, extra)
 
     def attempt_complete(self, ureq: UpstreamRequest) -> None:
-        self._end_attempt()
+        self.upstream = None
         if not ureq.streaming:
-            self._carry = list(self._replay or ())
             self._retry()
             return
-        if ureq.resp_framing == "chunked":
-            self.down.write(b"0\r\n\r\n")
         self.finish()
 
-    def attempt_reset(self, ureq: UpstreamRequest, protocol_error: bool) -> None:
-        self._end_attempt()
-        assert self.cluster is not None
-        self.cluster.record_local(ureq.host, LocalOrigin.RESET)
-        flag = (
-            ResponseFlag.UPSTREAM_PROTOCOL_ERROR
-            if protocol_error
-            else ResponseFlag.UPSTREAM_CONNECTION_TERMINATION
-        )
-        if self.response_started:
-            if ureq.resp_framing == "raw":
-                self.finish()  # a WebSocket tunnel ended from the upstream side
-                return
-            # Headers already went out: the client sees a truncated response, never a fake.
-            self.flags.append(flag if protocol_error else ResponseFlag.UPSTREAM_REMOTE_RESET)
-            self.down.keep_alive = False
-            self.finish(abort=True)
-            return
-        if self._may_retry("reset", sent=ureq.sent):
-            self._carry = list(self._replay or ())
-            self._retry()
-            return
-        self.local_reply(502 if protocol_error else 503, flag)
-
-    def attempt_upgraded(
-        self, ureq: UpstreamRequest, conn: UpstreamConnection, rest: bytes
-    ) -> None:
-        from gateway_core.proxy.tunnel import start_tunnel
-
-        self._cancel_timers()
-        start_tunnel(self, ureq, conn, rest)
-
-    def _end_attempt(self) -> None:
+    def attempt_failed(self, ureq: UpstreamRequest, kind: str, reason: bytes = b"") -> None:
+        """``ureq`` (already stopped) ended without a complete response; ``kind`` is one of
+        ``FAILURES``. Retry it when allowed, else answer, or cut a response under way."""
         self.upstream = None
-        if self._try_timer is not None:
-            self._try_timer.cancel()
-            self._try_timer = None
+        origin, status, flag, retry_kind = FAILURES[kind]
+        assert self.cluster is not None
+        self.cluster.record_local(ureq.host, origin)
+        if ureq.resp_framing == "raw":
+            self.finish()  # a WebSocket tunnel ended from the upstream side
+        elif not self.response_started and self._may_retry(retry_kind, sent=ureq.sent):
+            self._retry(None if ureq.sent else ureq.take_unsent())
+        else:
+            if kind == "reset" and self.response_started:
+                flag = ResponseFlag.UPSTREAM_REMOTE_RESET
+            prefix = b"upstream connect error or disconnect/reset before headers: "
+            self._fail(status, flag, prefix + reason + b"\n" if reason else None)
 
     # -- retries -----------------------------------------------------------------------------
     def _may_retry(self, kind: str, *, sent: bool) -> bool:
-        cluster = self.cluster
-        if cluster is None or self.finished:
+        if self.cluster is None or self.finished:
             return False
-        retries_in_use = cluster.active_retries - (1 if self._retrying else 0)
-        return may_retry(
-            retry_policy(self.entry),
-            kind,
-            attempts=self.attempts,
-            replayable=self._replayable(),
-            sent=sent,
-            retries_in_use=retries_in_use,
-            max_retries=cluster.spec.limits.max_retries,
+        replayable = self.req.method in IDEMPOTENT and (
+            self.req_framing == "none" or (self.request_done and self.retry.replay is not None)
         )
+        return self.retry.allows(kind, sent=sent, replayable=replayable, budget=self.cluster)
 
-    def _replayable(self) -> bool:
-        if self.req.method not in IDEMPOTENT:
-            return False
-        return self.req_framing == "none" or (self.request_done and self._replay is not None)
-
-    def _retry(self) -> None:
-        cluster = self.cluster
-        assert cluster is not None
-        cluster.stats.retries += 1
-        if not self._retrying:
-            self._retrying = True
-            cluster.active_retries += 1
-        self._carry_size = sum(map(len, self._carry))
-        rng = self.down.runtime.rng
-        delay = backoff(retry_policy(self.entry), self.attempts - 1, rng)
-        self._wait = self.down.loop.call_later(delay, self._attempt)
+    def _retry(self, unsent: list[bytes] | None = None) -> None:
+        assert self.cluster is not None
+        self.retry.rewind(unsent)
+        down = self.down
+        self.retry.schedule(self.cluster, down.loop, down.runtime.rng, self._attempt)
 
     # -- timeouts ----------------------------------------------------------------------------
-    def _arm_try_timer(self) -> None:
-        per_try = retry_policy(self.entry).per_try_timeout
-        if per_try:
-            self._try_timer = self.down.loop.call_later(per_try, self._on_try_timeout)
-
-    def _on_try_timeout(self) -> None:
-        self._try_timer = None
-        ureq = self.upstream
-        if self.finished or ureq is None:
-            return
-        ureq.abandon()
-        self._end_attempt()
-        assert self.cluster is not None
-        self.cluster.record_local(ureq.host, LocalOrigin.TIMEOUT)
-        if not self.response_started and self._may_retry("timeout", sent=True):
-            self._carry = list(self._replay or ())
-            self._retry()
-            return
-        self._timed_out(ResponseFlag.UPSTREAM_TIMEOUT)
-
     def _on_deadline(self) -> None:
         self._deadline = None
         if self.finished:
@@ -458,38 +302,28 @@ class Exchange:
         ureq = self.upstream
         if ureq is not None and self.cluster is not None:
             self.cluster.record_local(ureq.host, LocalOrigin.TIMEOUT)
-        self._timed_out(ResponseFlag.UPSTREAM_TIMEOUT)
+        self._fail(504, ResponseFlag.UPSTREAM_TIMEOUT)
 
-    def _on_idle(self) -> None:
-        """Re-armed while there is activity; fires once both directions were quiet."""
-        self._idle = None
-        if self.finished:
+    def stream_idle(self) -> None:
+        """The connection saw no activity either way for ``stream_idle_timeout``: 408 while
+        the client still owes body bytes, else the attempt times out. Tunnels may idle."""
+        ureq = self.upstream
+        if self.finished or (ureq is not None and ureq.resp_framing == "raw"):
             return
-        loop = self.down.loop
-        idle = self.down.runtime.settings.stream_idle_timeout
-        quiet = loop.time() - self.activity
-        if quiet < idle:
-            self._idle = loop.call_later(idle - quiet, self._on_idle)
-        elif not self.request_done:
-            self._timed_out(ResponseFlag.STREAM_IDLE_TIMEOUT, 408)
-        elif self.upstream is not None:
-            self._on_try_timeout()
+        if not self.request_done:
+            self._fail(408, ResponseFlag.STREAM_IDLE_TIMEOUT)
+        elif ureq is not None:
+            ureq.abandon()
+            self.attempt_failed(ureq, "timeout")
         else:
-            self._timed_out(ResponseFlag.UPSTREAM_TIMEOUT)
+            self._fail(504, ResponseFlag.UPSTREAM_TIMEOUT)
 
-    def _timed_out(self, flag: ResponseFlag, status: int = 504) -> None:
-        if self.response_started:
-            self.flags.append(flag)
-            self.down.keep_alive = False
-            self.finish(abort=True)
-        else:
-            self.local_reply(status, flag)
-
-    def _cancel_timers(self) -> None:
-        for timer in (self._deadline, self._wait, self._try_timer, self._idle):
+    def stop_timers(self) -> None:
+        for timer in (self._deadline, self.wait):
             if timer is not None:
                 timer.cancel()
-        self._deadline = self._wait = self._try_timer = self._idle = None
+        self._deadline = self.wait = None
+        self.retry.close()
 
     # -- completion ----------------------------------------------------------------------------
     def _response_extra(self, extra: HeaderList) -> HeaderList:
@@ -510,7 +344,7 @@ class Exchange:
             return
         if self.upstream is not None:
             self.upstream.abandon()
-            self._end_attempt()
+            self.upstream = None
         if flag is not None:
             self.flags.append(flag)
             if body is None:
@@ -529,30 +363,30 @@ class Exchange:
         self.finish()
 
     def reject(self, status: int, message: bytes) -> None:
-        """The client's request turned out malformed (its body): 400 if nothing was answered
-        yet, else the response is cut; the connection closes either way."""
-        if self.finished:
-            return
+        """The client's request turned out malformed (its body); the connection closes."""
         self.down.keep_alive = False
+        self._fail(status, ResponseFlag.DOWNSTREAM_PROTOCOL_ERROR, message)
+
+    def _fail(self, status: int, flag: ResponseFlag, body: bytes | None = None) -> None:
+        """Answer ``status`` locally, or, when the response head already went out, cut the
+        response: the client must see it truncated, never completed by a fake."""
         if not self.response_started:
-            self.local_reply(status, ResponseFlag.DOWNSTREAM_PROTOCOL_ERROR, message)
-            return
-        self.flags.append(ResponseFlag.DOWNSTREAM_PROTOCOL_ERROR)
-        self.finish(abort=True)
+            self.local_reply(status, flag, body)
+        elif not self.finished:
+            self.flags.append(flag)
+            self.down.keep_alive = False
+            self.finish(abort=True)
 
     def finish(self, abort: bool = False) -> None:
         if self.finished:
             return
         self.finished = True
-        self._cancel_timers()
+        self.stop_timers()
         if self.upstream is not None:
             self.upstream.abandon()
             self.upstream = None
-        cluster = self.cluster
-        if cluster is not None:
-            cluster.active_requests -= 1
-            if self._retrying:
-                cluster.active_retries -= 1
+        if self.cluster is not None:
+            self.cluster.active_requests -= 1
         self.down.exchange_finished(self, abort)
 
     def downstream_lost(self) -> None:
@@ -560,11 +394,3 @@ class Exchange:
             return
         self.flags.append(ResponseFlag.DOWNSTREAM_CONNECTION_TERMINATION)
         self.finish(abort=True)
-
-    def downstream_pause(self) -> None:
-        if self.upstream is not None:
-            self.upstream.pause_reading()
-
-    def downstream_resume(self) -> None:
-        if self.upstream is not None:
-            self.upstream.resume_reading()

@@ -54,9 +54,31 @@ def connection_tokens(value: bytes | None) -> frozenset[bytes]:
     return frozenset(t.strip().lower() for t in value.split(b",") if t.strip()) - _PROTECTED
 
 
+class _RandomBytes:
+    """Kernel randomness fetched 4 KiB at a time: one system call per 256 request ids."""
+
+    __slots__ = ("buffer", "offset")
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.offset = 0
+
+    def take16(self) -> bytearray:
+        if self.offset + 16 > len(self.buffer):
+            self.buffer, self.offset = os.urandom(4096), 0
+        start = self.offset
+        self.offset = start + 16
+        return bytearray(self.buffer[start : start + 16])
+
+
+_RANDOM = _RandomBytes()
+# A forked child must not hand out the ids left in its parent's buffer.
+os.register_at_fork(after_in_child=lambda: setattr(_RANDOM, "buffer", b""))
+
+
 def new_request_id() -> bytes:
     """A random UUID4 in its usual text form (cheaper than ``uuid.uuid4()``)."""
-    raw = bytearray(os.urandom(16))
+    raw = _RANDOM.take16()
     raw[6] = (raw[6] & 0x0F) | 0x40
     raw[8] = (raw[8] & 0x3F) | 0x80
     h = raw.hex().encode()

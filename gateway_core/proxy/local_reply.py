@@ -5,7 +5,7 @@ from __future__ import annotations
 from http import HTTPStatus
 
 from gateway_core.proxy.flags import ResponseFlag
-from gateway_core.routing.actions import RedirectAction
+from gateway_core.routing.actions import DirectResponseAction, HeaderList, RedirectAction
 from gateway_core.routing.matchers import PrefixMatcher, RequestMatch
 from gateway_core.routing.request import RequestHead
 
@@ -56,6 +56,24 @@ def render(
     if not head_only:
         lines.append(body)
     return b"".join(lines)
+
+
+def route_answer(
+    action: RedirectAction | DirectResponseAction,
+    req: RequestHead,
+    match: RequestMatch | None,
+    trusted_https: bool,
+) -> tuple[int, ResponseFlag | None, bytes | None, HeaderList]:
+    """A route's own answer, as ``local_reply`` arguments: a redirect or a direct response.
+
+    A server's ``httpsRedirect`` does not apply behind a trusted TLS-terminating hop
+    (``X-Forwarded-Proto: https``), where it would loop (istio/istio#16778): no route then.
+    """
+    if isinstance(action, DirectResponseAction):
+        return action.status, None, action.body, []
+    if action.https_redirect and trusted_https:
+        return 404, ResponseFlag.NO_ROUTE, None, []
+    return action.code, None, b"", [(b"location", redirect_location(action, req, match))]
 
 
 def redirect_location(

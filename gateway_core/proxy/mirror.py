@@ -85,6 +85,9 @@ class MirrorRequest:
         self._release()
         self._done()
 
+    def flush(self) -> None:
+        return
+
     def upstream_pause(self) -> None:
         return
 

@@ -8,12 +8,21 @@ jittered exponential back-off (Envoy: random in ``[0, base·2ⁿ)``, capped at t
 
 from __future__ import annotations
 
+import asyncio
 import random
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from gateway_core.routing.actions import DEFAULT_RETRY, RetrySpec
 from gateway_core.routing.route_table import RouteEntry
+from gateway_core.upstream.host import HostKey
+
+if TYPE_CHECKING:
+    from gateway_core.upstream.cluster import Cluster
 
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+REPLAY_LIMIT = 65536
+"""Request bodies up to this size are kept for retries and mirrors; larger ones stream."""
 
 
 def retry_policy(entry: RouteEntry | None) -> RetrySpec:
@@ -65,3 +74,92 @@ def backoff(retry: RetrySpec, retry_number: int, rng: random.Random) -> float:
     """Seconds to wait before retry ``retry_number`` (0 for the first retry)."""
     ceiling = min(retry.backoff * (1 << min(retry_number, 16)), retry.backoff * 10)
     return rng.random() * ceiling
+
+
+class RetryState:
+    """Per exchange: the policy, attempts made, hosts tried, a replay copy of the request body
+    (up to ``REPLAY_LIMIT``), the body held for the next attempt, the back-off timer, and
+    whether this exchange holds one of its cluster's ``max_retries`` (Envoy counts retries in
+    flight against that breaker)."""
+
+    __slots__ = (
+        "_budget",
+        "attempts",
+        "held",
+        "held_size",
+        "policy",
+        "replay",
+        "replay_size",
+        "timer",
+        "tried",
+    )
+
+    def __init__(self, buffered: bool) -> None:
+        self.policy = DEFAULT_RETRY
+        self.attempts = 0
+        self.tried: frozenset[HostKey] = frozenset()
+        self.replay: list[bytes] | None = [] if buffered else None
+        self.replay_size = self.held_size = 0
+        self.held: list[bytes] = []
+        """Body bytes no attempt has taken yet (fault delay, back-off, a failed connect)."""
+        self.timer: asyncio.TimerHandle | None = None
+        self._budget: Cluster | None = None
+
+    def keep(self, data: bytes) -> None:
+        if self.replay is not None:
+            self.replay_size += len(data)
+            if self.replay_size <= REPLAY_LIMIT:
+                self.replay.append(data)
+            else:
+                self.replay = None
+
+    def hold(self, data: bytes) -> int:
+        """Hold body bytes for the next attempt; returns how many are held."""
+        self.held.append(data)
+        self.held_size += len(data)
+        return self.held_size
+
+    def take_held(self) -> tuple[list[bytes], int]:
+        held, size = self.held, self.held_size
+        self.held, self.held_size = [], 0
+        return held, size
+
+    def rewind(self, unsent: list[bytes] | None = None) -> None:
+        """Before a retry: the next attempt sends ``unsent`` (nothing went out) followed by
+        what arrived since, or else the whole body again from the replay copy."""
+        body = unsent + self.held if unsent is not None else list(self.replay or ())
+        self.held, self.held_size = body, sum(map(len, body))
+
+    def allows(self, kind: str, *, sent: bool, replayable: bool, budget: Cluster) -> bool:
+        in_use = budget.active_retries - (1 if self._budget is not None else 0)
+        return may_retry(
+            self.policy,
+            kind,
+            attempts=self.attempts,
+            replayable=replayable,
+            sent=sent,
+            retries_in_use=in_use,
+            max_retries=budget.spec.limits.max_retries,
+        )
+
+    def schedule(
+        self,
+        budget: Cluster,
+        loop: asyncio.AbstractEventLoop,
+        rng: random.Random,
+        attempt: Callable[[], None],
+    ) -> None:
+        budget.stats.retries += 1
+        if self._budget is None:
+            self._budget = budget
+            budget.active_retries += 1
+        delay = backoff(self.policy, self.attempts - 1, rng)
+        self.timer = loop.call_later(delay, attempt)
+
+    def close(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self._budget is not None:
+            self._budget.active_retries -= 1
+            self._budget = None

@@ -74,6 +74,16 @@ def spill(
     return alive[-1]
 
 
+def choose_host(
+    cluster: Cluster, req: RequestHead, client_ip: str, key: bytes, ctx: LbContext
+) -> tuple[Host | None, bytes | None]:
+    """The host for one attempt, and a ``set-cookie`` value when a HOST sticky policy applies."""
+    policy = cluster.spec.sticky
+    if policy is not None and not policy.target_subset:
+        return sticky_host(cluster, policy, key, req, ctx)
+    return cluster.choose_host(ctx), None
+
+
 def sticky_host(
     cluster: Cluster,
     policy: StickyPolicy,

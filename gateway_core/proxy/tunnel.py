@@ -55,7 +55,7 @@ def start_tunnel(
     if not isinstance(buffer, ClientTunnelBuffer):
         # The client's parser never saw its upgrade complete; never tunnel blindly.
         ureq.abandon()
-        ex.attempt_reset(ureq, True)
+        ex.attempt_failed(ureq, "protocol-error")
         return
     if rest:
         ureq.on_response_body(rest)

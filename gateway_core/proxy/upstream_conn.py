@@ -37,6 +37,7 @@ class ResponseSink(Protocol):
     def on_response_complete(self, reusable: bool) -> None: ...
     def on_upstream_lost(self, protocol_error: bool) -> None: ...
     def on_upstream_upgrade(self, conn: UpstreamConnection, rest: bytes) -> None: ...
+    def flush(self) -> None: ...
     def upstream_pause(self) -> None: ...
     def upstream_resume(self) -> None: ...
 
@@ -55,6 +56,7 @@ class UpstreamConnection(asyncio.Protocol):
         "_response_started",
         "_status",
         "closed",
+        "idle_since",
         "parser",
         "pool",
         "requests",
@@ -70,6 +72,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.sink: ResponseSink | None = None
         self.requests = 0
         self.closed = False
+        self.idle_since = 0.0
+        """When the pool last took this connection back (for its idle timeout)."""
         self.tunnel: ResponseSink | None = None
         self._headers: list[tuple[bytes, bytes]] = []
         self._hsize = 0
@@ -166,7 +170,8 @@ class UpstreamConnection(asyncio.Protocol):
         if self.tunnel is not None:
             self.tunnel.on_response_body(data)
             return
-        if self.sink is None:
+        sink = self.sink
+        if sink is None:
             # Bytes with no request outstanding: the upstream is broken; never reuse it.
             self.abort()
             return
@@ -176,6 +181,8 @@ class UpstreamConnection(asyncio.Protocol):
             self._upgraded(data[upgrade.args[0] :])
         except httptools.HttpParserError:
             self._protocol_error()
+        else:
+            sink.flush()
 
     def _upgraded(self, rest: bytes) -> None:
         sink, self.sink = self.sink, None

@@ -9,10 +9,15 @@ so nothing an abandoned attempt's connection does later can reach the exchange.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
+from gateway_core.proxy import messages
+from gateway_core.proxy.flags import ResponseFlag
+from gateway_core.proxy.tunnel import start_tunnel
 from gateway_core.proxy.upstream_conn import UpstreamConnection
 from gateway_core.routing.actions import HeaderList
+from gateway_core.upstream.outlier import LocalOrigin
 
 if TYPE_CHECKING:
     from gateway_core.proxy.downstream import DownstreamProtocol
@@ -23,6 +28,17 @@ if TYPE_CHECKING:
 BUFFER_HIGH = 65536
 """Body bytes held while the connection is not ready; above this the client is paused."""
 
+_UF = ResponseFlag.UPSTREAM_CONNECT_FAILURE
+FAILURES: dict[str, tuple[LocalOrigin, int, ResponseFlag, str]] = {
+    # How an attempt can fail: (outlier-detection origin, the client's status and response
+    # flag when it is not retried, and the retryOn condition that allows a retry).
+    "connect-failure": (LocalOrigin.CONNECT_FAILED, 503, _UF, "connect-failure"),
+    "connect-timeout": (LocalOrigin.TIMEOUT, 503, _UF, "connect-failure"),
+    "reset": (LocalOrigin.RESET, 503, ResponseFlag.UPSTREAM_CONNECTION_TERMINATION, "reset"),
+    "protocol-error": (LocalOrigin.RESET, 502, ResponseFlag.UPSTREAM_PROTOCOL_ERROR, "reset"),
+    "timeout": (LocalOrigin.TIMEOUT, 504, ResponseFlag.UPSTREAM_TIMEOUT, "timeout"),
+}
+
 
 class UpstreamRequest:
     __slots__ = (
@@ -32,12 +48,14 @@ class UpstreamRequest:
         "ex",
         "framing",
         "host",
+        "out",
         "pending",
         "pending_size",
         "pool",
         "resp_framing",
         "sent",
         "streaming",
+        "try_timer",
     )
 
     def __init__(
@@ -57,6 +75,20 @@ class UpstreamRequest:
         self.streaming = False
         """The exchange accepted this attempt's response head; body bytes go to the client."""
         self.resp_framing = "length"
+        self.out: list[bytes] = []
+        """Response bytes from one upstream read, written to the client in one go."""
+        self.try_timer: asyncio.TimerHandle | None = None
+
+    def arm_try_timer(self, seconds: float | None) -> None:
+        """``perTryTimeout``: from the end of the request to the end of the response."""
+        if seconds and self.alive:
+            self.try_timer = self.down.loop.call_later(seconds, self._on_try_timeout)
+
+    def _on_try_timeout(self) -> None:
+        self.try_timer = None
+        if self.alive:
+            self.abandon()
+            self.ex.attempt_failed(self, "timeout")
 
     # -- connection (PoolWaiter) -----------------------------------------------------------
     def on_connection(self, conn: UpstreamConnection) -> None:
@@ -64,21 +96,23 @@ class UpstreamRequest:
             conn.pool.release(conn)
             return
         self.conn = conn
+        if self.down.write_paused:
+            conn.pause_reading()  # the client is not reading: neither does this response
         ex = self.ex
         self.host.active_requests += 1
         self.host.total_requests += 1
-        done = ex.request_done
-        conn.attach(self, ex.head, ex.req.method == b"HEAD", done and not self.pending)
+        conn.attach(self, ex.head, ex.req.method == b"HEAD", False)
         self.sent = True
         if self.pending:
-            self._flush(conn)
-        if done:
+            self._send_pending()
+        if ex.request_done:
             self._end(conn)
 
     def on_connect_failed(self, reason: str, timeout: bool) -> None:
         if self.alive:
-            self.alive = False
-            self.ex.attempt_connect_failed(self, reason, timeout)
+            self._stop()
+            kind = "connect-timeout" if timeout else "connect-failure"
+            self.ex.attempt_failed(self, kind, reason.encode())
 
     # -- request body ----------------------------------------------------------------------
     def send(self, data: bytes) -> None:
@@ -104,7 +138,7 @@ class UpstreamRequest:
             conn.write(b"0\r\n\r\n")
         conn.end_request()
 
-    def _flush(self, conn: UpstreamConnection) -> None:
+    def _send_pending(self) -> None:
         pending, self.pending = self.pending, []
         self.pending_size = 0
         for chunk in pending:
@@ -124,6 +158,40 @@ class UpstreamRequest:
         if self.alive:
             self.ex.attempt_response_head(self, status, headers, framing)
 
+    def start_response(
+        self, status: int, headers: HeaderList, framing: str, extra: HeaderList
+    ) -> None:
+        """The exchange accepted this response: send its head and stream its body. Bodies the
+        client cannot delimit otherwise are re-framed chunked (HTTP/1.1 clients)."""
+        self.streaming = True
+        down = self.down
+        ex = self.ex
+        if status == 101:
+            self.resp_framing = "raw"
+            down.write(messages.switching_protocols(headers))
+            return
+        if ex.upgrade:
+            down.keep_alive = False  # a refused upgrade leaves the client's framing unknown
+        chunked = framing in ("chunked", "eof") and down.http11
+        if framing == "eof" and not down.http11:
+            down.keep_alive = False  # an HTTP/1.0 client reads such a body until close
+        self.resp_framing = "chunked" if chunked else framing
+        close = not down.keep_alive or down.draining_now()
+        down.keep_alive = not close
+        self.out.append(
+            messages.response_head(
+                status,
+                headers,
+                framing,
+                head_request=ex.req.method == b"HEAD",
+                entry=ex.entry,
+                target=ex.target,
+                extra=extra,
+                chunked=chunked,
+                close=close,
+            )
+        )
+
     def on_response_body(self, data: bytes) -> None:
         if not self.streaming:
             return  # a response being drained before a retry
@@ -131,27 +199,44 @@ class UpstreamRequest:
         ex.bytes_sent += len(data)
         ex.activity = self.down.loop.time()
         if self.resp_framing == "chunked":
-            self.down.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
-        else:
+            self.out += (b"%x\r\n" % len(data), data, b"\r\n")
+        elif self.resp_framing == "raw":
             self.down.write(data)
+        else:
+            self.out.append(data)
+
+    def flush(self) -> None:
+        """End of one upstream read: one write to the client (head and body together)."""
+        out = self.out
+        if out:
+            self.out = []
+            if len(out) == 1:
+                self.down.write(out[0])
+            else:
+                self.down.writelines(tuple(out))
 
     def on_response_complete(self, reusable: bool) -> None:
         self._release(reusable)
         if self.alive:
-            self.alive = False
+            self._stop()
+            if self.streaming and self.resp_framing == "chunked":
+                self.out.append(b"0\r\n\r\n")
+            self.flush()
             self.ex.attempt_complete(self)
 
     def on_upstream_lost(self, protocol_error: bool) -> None:
         self._release(False)
+        self.flush()  # a truncated body still reaches the client before the cut
         if self.alive:
-            self.alive = False
-            self.ex.attempt_reset(self, protocol_error)
+            self._stop()
+            self.ex.attempt_failed(self, "protocol-error" if protocol_error else "reset")
 
     def on_upstream_upgrade(self, conn: UpstreamConnection, rest: bytes) -> None:
-        if self.alive:
-            self.ex.attempt_upgraded(self, conn, rest)
-        else:
+        if not self.alive:
             conn.detach()
+            return
+        self.ex.stop_timers()  # a WebSocket may stay open and idle as long as it likes
+        start_tunnel(self.ex, self, conn, rest)
 
     # -- flow control ------------------------------------------------------------------------
     def upstream_pause(self) -> None:
@@ -177,9 +262,15 @@ class UpstreamRequest:
         if not reusable and not conn.closed:
             conn.detach()
 
+    def _stop(self) -> None:
+        self.alive = False
+        if self.try_timer is not None:
+            self.try_timer.cancel()
+            self.try_timer = None
+
     def abandon(self) -> None:
         """Stop this attempt: no callback of it reaches the exchange after this returns."""
-        self.alive = False
+        self._stop()
         if self.conn is not None:
             self._release(False)
         else:

@@ -4,6 +4,8 @@ A request asks the pool of the host its load balancer picked. An idle connection
 synchronously (no task, no await on the hot path). Otherwise a connection is opened if the
 cluster is below ``maxConnections``; else the request waits in a bounded queue
 (``http1MaxPendingRequests``), and beyond that it fails at once with overflow (503 ``UO``).
+Connections idle for ``connectionPool.http.idleTimeout`` (Istio: 1 hour) are closed by one
+sweep timer per pool that only runs while the pool has idle connections.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class Overflow(Exception):
 class HostPool:
     __slots__ = (
         "_closing",
+        "_sweeper",
         "cluster",
         "connecting",
         "connections",
@@ -65,6 +68,7 @@ class HostPool:
         self.connecting = 0
         self.waiters: collections.deque[PoolWaiter] = collections.deque()
         self._closing = False
+        self._sweeper: asyncio.TimerHandle | None = None
 
     def acquire(self, waiter: PoolWaiter) -> None:
         """Hand ``waiter`` a connection now, later, or raise Overflow."""
@@ -73,7 +77,7 @@ class HostPool:
             if conn.usable:
                 waiter.on_connection(conn)
                 return
-            self.connections.discard(conn)
+            # Closing but not yet reported lost: ``on_closed`` will do its accounting.
         limits = self.cluster.spec.limits
         if self.cluster.open_connections < limits.max_connections:
             self._connect(waiter)
@@ -101,7 +105,26 @@ class HostPool:
             self.cluster.pending_requests -= 1
             waiter.on_connection(conn)
             return
+        loop = asyncio.get_running_loop()
+        conn.idle_since = loop.time()
         self.idle.append(conn)
+        if self._sweeper is None:
+            limit = self.cluster.spec.limits.idle_timeout
+            self._sweeper = loop.call_later(limit, self._close_idle)
+
+    def _close_idle(self) -> None:
+        """Close connections idle for ``idle_timeout``; re-arm for the oldest one left."""
+        self._sweeper = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        limit = self.cluster.spec.limits.idle_timeout
+        expired = [c for c in self.idle if now - c.idle_since >= limit]
+        for conn in expired:
+            self.idle.remove(conn)
+            conn.close()
+        if self.idle and not self._closing:
+            due = min(c.idle_since for c in self.idle) + limit
+            self._sweeper = loop.call_later(max(due - now, 0.001), self._close_idle)
 
     def on_closed(self, conn: UpstreamConnection) -> None:
         if conn in self.connections:
@@ -152,6 +175,10 @@ class HostPool:
             return
         finally:
             self.connecting -= 1
+        if conn.closed:
+            # Lost before it was counted as open (``on_closed`` did no accounting for it).
+            self._connect_failed(waiter, "connection closed by the upstream", False)
+            return
         self.connections.add(conn)
         self.cluster.on_connected(self.host)
         waiter.on_connection(conn)
@@ -164,6 +191,9 @@ class HostPool:
     def close(self) -> None:
         """Stop reusing connections; idle ones close now, busy ones after their response."""
         self._closing = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for conn in list(self.idle):
             conn.close()
         self.idle.clear()

@@ -1,0 +1,30 @@
+"""Data path: Istio ``fault`` injection (Envoy's fault filter) for one exchange.
+
+``abort`` answers with its status (flag ``FI``) for its percentage of requests; ``delay`` holds
+its percentage of requests for ``fixedDelay`` (flag ``DI``) before they are routed. The two
+draws are independent, abort first, with the gateway's seeded random source.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from gateway_core.proxy.flags import ResponseFlag
+from gateway_core.routing.actions import FaultSpec, RouteAction
+
+if TYPE_CHECKING:
+    from gateway_core.proxy.exchange import Exchange
+
+
+def inject(ex: Exchange, fault: FaultSpec, action: RouteAction) -> bool:
+    """Apply ``fault``; True when it took over the exchange (aborted it or delays it)."""
+    down = ex.down
+    rng = down.runtime.rng
+    if fault.abort_status and rng.random() * 100 < fault.abort_percent:
+        ex.local_reply(fault.abort_status, ResponseFlag.FAULT_INJECTED)
+        return True
+    if fault.delay and rng.random() * 100 < fault.delay_percent:
+        ex.flags.append(ResponseFlag.DELAY_INJECTED)
+        ex.wait = down.loop.call_later(fault.delay, ex.route_to, action)
+        return True
+    return False

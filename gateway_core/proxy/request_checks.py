@@ -1,0 +1,109 @@
+"""Data path: the checks of a request head that a strict proxy makes beyond llhttp's own.
+
+robustness.md §2 and §8: exactly one Host with a valid ``host[:port]`` value; no CONNECT;
+Transfer-Encoding only on HTTP/1.1, only ``chunked`` (final, once) and never together with
+Content-Length (RFC 9112 §6.1: 400, then close); the request target in origin-form (normalised
+by ``normalize.py``), ``OPTIONS *``, or absolute-form, whose authority then replaces Host
+(RFC 9112 §3.2.2).
+"""
+
+from __future__ import annotations
+
+import re
+
+import httptools
+
+from gateway_core.proxy.normalize import BadTarget, split_target
+
+HeaderList = list[tuple[bytes, bytes]]
+
+_BAD_HOST = re.compile(rb"[\s,@/\\]")
+
+
+class BadRequest(Exception):
+    """The request cannot be served: answer ``status`` with ``message`` and close."""
+
+    def __init__(self, status: int, message: bytes) -> None:
+        super().__init__(status)
+        self.status = status
+        self.message = message
+
+
+def check_head(
+    method: bytes,
+    headers: HeaderList,
+    *,
+    http11: bool,
+    default_authority: bytes,
+    parser: httptools.HttpRequestParser,
+) -> tuple[bytes, str, bool]:
+    """``(authority, body framing, websocket upgrade)``; framing is none, length or chunked."""
+    hosts = [v for n, v in headers if n == b"host"]
+    if len(hosts) > 1:
+        raise BadRequest(400, b"multiple Host headers\n")
+    if not hosts and http11:
+        raise BadRequest(400, b"missing Host header\n")
+    authority = hosts[0] if hosts else default_authority
+    if not valid_authority(authority):
+        raise BadRequest(400, b"invalid Host header\n")
+    if method == b"CONNECT":
+        raise BadRequest(405, b"CONNECT is not supported\n")
+    coding: bytes | None = None
+    length: bytes | None = None
+    upgrade = False
+    for name, value in headers:
+        if name == b"transfer-encoding":
+            coding = value if coding is None else coding + b"," + value
+        elif name == b"content-length":
+            length = value
+        elif name == b"upgrade" and value.strip().lower() == b"websocket":
+            upgrade = parser.should_upgrade()
+    if coding is None:
+        return authority, "length" if length and length.strip() != b"0" else "none", upgrade
+    if not http11:
+        raise BadRequest(400, b"Transfer-Encoding in an HTTP/1.0 request\n")
+    if length is not None:
+        raise BadRequest(400, b"both Content-Length and Transfer-Encoding\n")
+    codings = [c.strip().lower() for c in coding.split(b",")]
+    if codings[-1] != b"chunked" or b"chunked" in codings[:-1]:
+        raise BadRequest(400, b"chunked must be the final transfer coding, once\n")
+    if len(codings) > 1:
+        raise BadRequest(501, b"unsupported transfer coding\n")
+    return authority, "chunked", upgrade
+
+
+def valid_authority(authority: bytes) -> bool:
+    """``uri-host [":" port]``: no whitespace, comma, ``@``, slash or backslash; port 1-65535."""
+    if not authority or _BAD_HOST.search(authority):
+        return False
+    rest = authority[authority.find(b"]") + 1 :] if authority.startswith(b"[") else authority
+    _, sep, port = rest.rpartition(b":")
+    if not sep:
+        return True
+    return port.isdigit() and len(port) <= 5 and 0 < int(port) <= 65535
+
+
+def request_target(
+    url: bytes, method: bytes, headers: HeaderList
+) -> tuple[bytes, bytes, bytes | None]:
+    """``(path, query, authority of an absolute-form target or None)``. For absolute-form,
+    ``headers``' Host is replaced by that authority."""
+    try:
+        path, query = split_target(url)
+        return path, query, None
+    except BadTarget as exc:
+        if url == b"*" and method == b"OPTIONS":
+            return b"*", b"", None
+        if not url.startswith((b"http://", b"https://")):
+            raise BadRequest(400, str(exc).encode() + b"\n") from None
+    try:
+        parsed = httptools.parse_url(url)
+        target = (parsed.path or b"/") + (b"?" + parsed.query if parsed.query else b"")
+        path, query = split_target(target)
+    except (httptools.HttpParserInvalidURLError, BadTarget):
+        raise BadRequest(400, b"invalid request target\n") from None
+    authority = parsed.host + (b":%d" % parsed.port if parsed.port else b"")
+    if not valid_authority(authority):
+        raise BadRequest(400, b"invalid request target\n")
+    headers[:] = [(n, v) for n, v in headers if n != b"host"] + [(b"host", authority)]
+    return path, query, authority
