@@ -59,9 +59,11 @@ class DownstreamProtocol(asyncio.Protocol):
         "http11",
         "keep_alive",
         "listener",
+        "local_address",
         "loop",
         "parser",
         "parsing",
+        "peer_address",
         "queue",
         "requests",
         "route_table",
@@ -84,6 +86,8 @@ class DownstreamProtocol(asyncio.Protocol):
         self.scheme = b"https" if listener.tls is not None else b"http"
         self.client_ip = ""
         self.client_ip_bytes = b""
+        self.peer_address: tuple[str, int] = ("", 0)
+        self.local_address: tuple[str, int] = ("", 0)
         self.trust_forwarded = runtime.settings.xff_trusted_hops > 0
         self.closed = False
         self.current: Exchange | None = None
@@ -119,6 +123,11 @@ class DownstreamProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if isinstance(peer, tuple) else "127.0.0.1"
         self.client_ip_bytes = self.client_ip.encode()
+        if isinstance(peer, tuple):
+            self.peer_address = (peer[0], peer[1])
+        local = transport.get_extra_info("sockname")
+        if isinstance(local, tuple):
+            self.local_address = (local[0], local[1])
         tls = self.listener.tls
         if tls is not None:
             ssl_object = transport.get_extra_info("ssl_object")
@@ -337,6 +346,17 @@ class DownstreamProtocol(asyncio.Protocol):
 
     def draining_now(self) -> bool:
         return self.runtime.draining
+
+    def origin_ip(self, req: RequestHead) -> str:
+        """The client address for ``useSourceIp`` hashing: behind N trusted proxies, the Nth
+        address from the right of X-Forwarded-For (Envoy ``xff_num_trusted_hops``)."""
+        hops = self.runtime.settings.xff_trusted_hops
+        xff = req.headers.get(b"x-forwarded-for") if hops else None
+        if xff:
+            entries = [e.strip() for e in xff.split(b",") if e.strip()]
+            if len(entries) >= hops:
+                return entries[-hops].decode("latin-1")
+        return self.client_ip
 
     def trusts_https(self, req: RequestHead) -> bool:
         """Behind a trusted TLS-terminating hop (``X-Forwarded-Proto: https``) a server's

@@ -54,6 +54,7 @@ class Exchange:
         "entry",
         "finished",
         "flags",
+        "hash_cookie",
         "head",
         "host",
         "match",
@@ -95,6 +96,7 @@ class Exchange:
         self.upstream: UpstreamRequest | None = None
         self.head = self.authority = self.request_id = b""
         self.sticky_cookie: bytes | None = None
+        self.hash_cookie: bytes | None = None
         self.cors_origin: bytes | None = None
         self.bytes_received = self.bytes_sent = 0
         self.retry = RetryState(buffered=req_framing != "none")
@@ -186,7 +188,10 @@ class Exchange:
         assert cluster is not None
         retry.attempts += 1
         down, req = self.down, self.req
-        ctx = LbContext(cluster.hash_key(req, down.client_ip), retry.attempts - 1, retry.tried)
+        key, self.hash_cookie = cluster.hash_key(
+            req, lambda: down.origin_ip(req), down.peer_address, down.local_address
+        )
+        ctx = LbContext(key, retry.attempts - 1, retry.tried)
         host, cookie = choose_host(cluster, req, down.client_ip, down.runtime.sticky_key, ctx)
         if host is None:
             self.local_reply(503, ResponseFlag.NO_HEALTHY_UPSTREAM)
@@ -252,7 +257,7 @@ class Exchange:
             return  # the response is drained, then ``attempt_complete`` retries
         self.status = status
         self.response_started = True
-        extra = self._response_extra(cluster.response_cookies(self.req, host))
+        extra = self._response_extra([])
         ureq.start_response(status, headers, framing, extra)
 
     def attempt_complete(self, ureq: UpstreamRequest) -> None:
@@ -327,6 +332,8 @@ class Exchange:
 
     # -- completion ----------------------------------------------------------------------------
     def _response_extra(self, extra: HeaderList) -> HeaderList:
+        if self.hash_cookie is not None:
+            extra.append((b"set-cookie", self.hash_cookie))
         if self.sticky_cookie is not None:
             extra.append((b"set-cookie", self.sticky_cookie))
         if self.cors_origin is not None and self.entry is not None and self.entry.cors:

@@ -43,7 +43,8 @@ def failure_retriable(retry: RetrySpec, kind: str) -> bool:
     or timeout (per try, or the upstream went silent)."""
     on = retry.retry_on
     if kind == "connect-failure":
-        return "connect-failure" in on
+        # Envoy: connect failures are included in 5xx, gateway-error and reset.
+        return bool({"connect-failure", "5xx", "gateway-error", "reset"} & on)
     if kind == "reset":
         return bool({"reset", "5xx", "gateway-error"} & on)
     return bool({"5xx", "gateway-error"} & on)

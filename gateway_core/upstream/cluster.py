@@ -12,12 +12,11 @@ import asyncio
 import logging
 import random
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from gateway_core.routing.actions import HeaderList
 from gateway_core.routing.request import RequestHead
-from gateway_core.snapshot import ClusterSpec, Discovery
+from gateway_core.snapshot import ClusterSpec, Discovery, HashKeyKind
 from gateway_core.upstream.client_tls import ClientContextCache, upstream_server_hostname
 from gateway_core.upstream.discovery import DnsDiscovery, DnsResolver, hosts_from_static
 from gateway_core.upstream.health_check import HealthChecker
@@ -166,24 +165,25 @@ class Cluster:
                     return again
         return host
 
-    def hash_key(self, req: RequestHead, client_ip: str) -> int | None:
+    def hash_key(
+        self,
+        req: RequestHead,
+        source_ip: Callable[[], str],
+        remote: tuple[str, int],
+        local: tuple[str, int],
+    ) -> tuple[int | None, bytes | None]:
+        """The request's consistent-hash key, and a ``set-cookie`` value when a cookie policy
+        with a ttl found no cookie (Envoy mints one from the downstream connection's remote and
+        local addresses, ports included, and hashes the request by it)."""
         spec = self.spec.lb.hash_key
         if spec is None:
-            return None
-        key = compute_hash_key(spec, req.headers, lambda: req.query_params, client_ip)
+            return None, None
+        ip = source_ip() if spec.kind is HashKeyKind.SOURCE_IP else ""
+        key = compute_hash_key(spec, req.headers, lambda: req.query_params, ip)
         if key is None and should_generate_cookie(spec, key):
-            return generate_cookie(spec, (client_ip, 0), (req.host, req.port)).hash_key
-        return key
-
-    def response_cookies(self, req: RequestHead, host: Host) -> HeaderList:
-        """``set-cookie`` for a consistent-hash cookie policy with a ttl (Envoy generates it)."""
-        spec = self.spec.lb.hash_key
-        if spec is None or not should_generate_cookie(spec, None):
-            return []
-        if compute_hash_key(spec, req.headers, lambda: req.query_params, req.source_ip) is not None:
-            return []
-        cookie = generate_cookie(spec, (req.source_ip, 0), (req.host, req.port))
-        return [(b"set-cookie", cookie.set_cookie)]
+            cookie = generate_cookie(spec, remote, local)
+            return cookie.hash_key, cookie.set_cookie
+        return key, None
 
     def pool_for(self, host: Host, authority: bytes) -> HostPool:
         tls = self.spec.tls

@@ -280,7 +280,8 @@ def test_retry_defaults_backoff_and_idempotent_methods() -> None:
     for n, ceiling in ((0, 0.025), (1, 0.05), (3, 0.2), (4, 0.25), (9, 0.25)):
         assert all(0 <= backoff(DEFAULT_RETRY, n, rng) < ceiling for _ in range(200))
     assert {m.decode() for m in IDEMPOTENT} == {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"}
-    assert not failure_retriable(RetrySpec(retry_on=frozenset({"5xx"})), "connect-failure")
+    assert failure_retriable(RetrySpec(retry_on=frozenset({"5xx"})), "connect-failure")
+    assert not failure_retriable(RetrySpec(retry_on=frozenset({"retriable-4xx"})), "reset")
     assert failure_retriable(RetrySpec(retry_on=frozenset({"gateway-error"})), "reset")
     documented(CONFIG_REF, f"`{default_on}`", "| `backoff` | yes | 25 ms |", "capped at `10")
     documented(CONFIG_REF, "(`GET`, `HEAD`, `OPTIONS`, `TRACE`, `PUT`, `DELETE`)")
@@ -364,10 +365,10 @@ def test_remap_fractions_over_ten_thousand_keys() -> None:
 def test_generated_hash_cookie() -> None:
     """The Envoy-style generated cookie for the documented client and host."""
     spec = snap.HashKeySpec(snap.HashKeyKind.COOKIE, "user-session", "/", 3600.0)
-    cookie = generate_cookie(spec, ("203.0.113.7", 0), ("bookinfo.example.com", 8443))
-    header = 'user-session="7dbd87a62f69100c"; Max-Age=3600; Path=/; HttpOnly'
+    cookie = generate_cookie(spec, ("203.0.113.7", 51234), ("10.0.0.5", 8443))
+    header = 'user-session="a5676d489bd4a0c2"; Max-Age=3600; Path=/; HttpOnly'
     assert cookie.set_cookie.decode() == header
-    assert cookie.hash_key == hash64(b"7dbd87a62f69100c")
+    assert cookie.hash_key == hash64(b"a5676d489bd4a0c2")
     documented(LB_DOC, f"set-cookie: {header}")
 
 
