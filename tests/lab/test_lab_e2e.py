@@ -184,6 +184,43 @@ def test_validate_rejects_a_broken_copy_with_the_right_path(tmp_path: Path) -> N
     ) in result.stdout.splitlines()
 
 
+def test_websocket_passes_through_both_tiers(lab: RunningLab) -> None:
+    """A WebSocket upgrade at Tier-1 reaches a cluster-2 pod over Tier-1 → Tier-2 mutual TLS."""
+    import asyncio
+
+    import aiohttp
+
+    class _Resolve(aiohttp.abc.AbstractResolver):
+        async def resolve(
+            self, host: str, port: int = 0, family: int = 0
+        ) -> list[dict[str, object]]:
+            return [
+                {"hostname": host, "host": "127.0.0.1", "port": port,
+                 "family": 2, "proto": 0, "flags": 0}
+            ]  # fmt: skip
+
+        async def close(self) -> None:
+            return None
+
+    async def echo_twice() -> list[str]:
+        connector = aiohttp.TCPConnector(resolver=_Resolve())
+        async with (
+            aiohttp.ClientSession(connector=connector) as session,
+            session.ws_connect(
+                f"http://{HOST}:8080/ws", headers={"X-CLUSTER-SELECTOR": "cluster-2"}
+            ) as ws,
+        ):
+            out = []
+            for text in ("hello", "through two tiers"):
+                await ws.send_str(text)
+                msg = await ws.receive(timeout=10)
+                out.append(str(msg.data))
+            return out
+
+    lab.wait_healthy()
+    assert asyncio.run(echo_twice()) == ["hello", "through two tiers"]
+
+
 def test_status_kill_and_start_through_the_control_api(lab: RunningLab) -> None:
     """status lists every process; kill stops one, start brings it back ready."""
     status = lab.cli("status")
@@ -232,40 +269,3 @@ def test_sigint_stops_every_process(lab: RunningLab) -> None:
     assert "✓ every lab process has stopped" in lab.text()
     lab.child_pids += pids
     assert lab.alive_children() == []
-
-
-def test_websocket_passes_through_both_tiers(lab: RunningLab) -> None:
-    """A WebSocket upgrade at Tier-1 reaches a cluster-2 pod over Tier-1 → Tier-2 mutual TLS."""
-    import asyncio
-
-    import aiohttp
-
-    class _Resolve(aiohttp.abc.AbstractResolver):
-        async def resolve(
-            self, host: str, port: int = 0, family: int = 0
-        ) -> list[dict[str, object]]:
-            return [
-                {"hostname": host, "host": "127.0.0.1", "port": port,
-                 "family": 2, "proto": 0, "flags": 0}
-            ]  # fmt: skip
-
-        async def close(self) -> None:
-            return None
-
-    async def echo_twice() -> list[str]:
-        connector = aiohttp.TCPConnector(resolver=_Resolve())
-        async with (
-            aiohttp.ClientSession(connector=connector) as session,
-            session.ws_connect(
-                f"http://{HOST}:8080/ws", headers={"X-CLUSTER-SELECTOR": "cluster-2"}
-            ) as ws,
-        ):
-            out = []
-            for text in ("hello", "through two tiers"):
-                await ws.send_str(text)
-                msg = await ws.receive(timeout=10)
-                out.append(str(msg.data))
-            return out
-
-    lab.wait_healthy()
-    assert asyncio.run(echo_twice()) == ["hello", "through two tiers"]
