@@ -159,11 +159,14 @@ def test_run_is_the_default_and_sigterm_drains_and_exits_zero(tmp_path: Path) ->
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(f"http://127.0.0.1:{admin}/ready", timeout=2)
         assert err.value.code == 503
+        err.value.close()
         assert proc.wait(timeout=15) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
 
 
 def test_run_reports_a_port_in_use(tmp_path: Path) -> None:

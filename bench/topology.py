@@ -1,0 +1,202 @@
+"""Data path (benchmark): brings up the backend, our gateways and the nginx proxies of every path.
+
+Paths (all on 127.0.0.1, wrk -> ... -> one-worker nginx answering ``200 ok``):
+
+- ``a``: direct to the backend ("pod");
+- ``b-ours`` / ``b-ours-log`` / ``b-nginx``: one proxy (our Tier-2 without and with an access
+  log file; nginx with one worker);
+- ``c-ours-tls`` / ``c-nginx-tls``: two proxies, TLS between them (SIMPLE with CA + SNI;
+  nginx ``proxy_ssl`` with keep-alive and session reuse);
+- ``c-ours-plain`` / ``c-nginx-plain``: the same chain in plaintext.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import configs
+from bench.configs import Upstream
+from bench.procs import Proc, ProcessSet, answers_ok, http_get, wait_until
+
+READY_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Pinning:
+    """CPU for the load generator and backend, and for every proxy process (None: unpinned)."""
+
+    load: int | None
+    proxy: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class BenchPath:
+    key: str
+    group: str
+    impl: str
+    label: str
+    url: str
+    proxies: tuple[Proc, ...]
+    backend: Proc
+
+
+@dataclass(frozen=True, slots=True)
+class Tools:
+    """Executables and material the topology needs."""
+
+    nginx: str
+    tier1: str
+    tier2: str
+    cert_dir: Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Topology:
+    def __init__(self, procs: ProcessSet, tools: Tools, pin: Pinning) -> None:
+        self.procs = procs
+        self.tools = tools
+        self.pin = pin
+        self.workdir = procs.workdir
+        self.root = os.geteuid() == 0
+        self.ca_file = str(tools.cert_dir / "ca.crt")
+
+    def start_nginx(self, name: str, conf: str, cpu: int | None, port: int) -> Proc:
+        path = self.workdir / f"nginx-{name}.conf"
+        path.write_text(conf)
+        argv = [self.tools.nginx, "-p", str(self.workdir), "-c", str(path)]
+        argv += ["-e", str(self.workdir / f"nginx-{name}.error.log")]
+        proc = self.procs.start(f"nginx-{name}", argv, cpu=cpu)
+        # Listening is enough here: build_paths checks every path end to end afterwards.
+        wait_until(lambda: _port_open(port), proc, timeout=READY_TIMEOUT, what=f"port {port}")
+        return proc
+
+    def start_gateway(self, name: str, tier: str, yaml: str, *, access_log: str = "off") -> Proc:
+        config = self.workdir / f"{name}.yaml"
+        config.write_text(yaml)
+        admin = free_port()
+        exe = self.tools.tier1 if tier == "tier1" else self.tools.tier2
+        argv = [exe, "run", "--config", str(config), "--admin-address", f"127.0.0.1:{admin}"]
+        argv += ["--bind-address", "127.0.0.1", "--access-log", access_log]
+        argv += ["--cert-dir", str(self.tools.cert_dir)]
+        # Fast shutdown: nothing routes to these gateways once the benchmark stops.
+        argv += ["--drain-propagation", "0", "--drain-deadline", "2"]
+        proc = self.procs.start(name, argv, cpu=self.pin.proxy)
+        ready = f"http://127.0.0.1:{admin}/ready"
+        wait_until(answers_ok(ready), proc, timeout=READY_TIMEOUT, what="200 on " + ready)
+        return proc
+
+    def backend(self) -> tuple[int, Proc]:
+        port = free_port()
+        conf = configs.nginx_backend(self.workdir, port, run_as_root=self.root)
+        return port, self.start_nginx("backend", conf, self.pin.load, port)
+
+    def ours_single(self, backend: int, *, access_log: str, name: str) -> tuple[int, Proc]:
+        port = free_port()
+        yaml = configs.istio_gateway(port, Upstream(backend))
+        return port, self.start_gateway(name, "tier2", yaml, access_log=access_log)
+
+    def ours_chain(self, backend: int, *, tls: bool, name: str) -> tuple[int, tuple[Proc, Proc]]:
+        t2_port, t1_port = free_port(), free_port()
+        credential = configs.TIER2_CREDENTIAL if tls else ""
+        t2_yaml = configs.istio_gateway(t2_port, Upstream(backend), https_credential=credential)
+        tier2 = self.start_gateway(f"{name}-tier2", "tier2", t2_yaml)
+        upstream = Upstream(t2_port, tls=tls, ca_file=self.ca_file)
+        t1_yaml = configs.istio_gateway(t1_port, upstream, host=configs.TIER2_HOST)
+        tier1 = self.start_gateway(f"{name}-tier1", "tier1", t1_yaml)
+        return t1_port, (tier1, tier2)
+
+    def nginx_single(self, backend: int, name: str) -> tuple[int, Proc]:
+        port = free_port()
+        conf = configs.nginx_proxy(
+            self.workdir, name, port, Upstream(backend), run_as_root=self.root
+        )
+        return port, self.start_nginx(name, conf, self.pin.proxy, port)
+
+    def nginx_chain(self, backend: int, *, tls: bool, name: str) -> tuple[int, tuple[Proc, Proc]]:
+        t2_port, t1_port = free_port(), free_port()
+        cred = self.tools.cert_dir / configs.TIER2_CREDENTIAL
+        server_cert = (str(cred / "tls.crt"), str(cred / "tls.key")) if tls else None
+        t2_conf = configs.nginx_proxy(
+            self.workdir,
+            f"{name}-tier2",
+            t2_port,
+            Upstream(backend),
+            server_cert=server_cert,
+            run_as_root=self.root,
+        )
+        tier2 = self.start_nginx(f"{name}-tier2", t2_conf, self.pin.proxy, t2_port)
+        upstream = Upstream(t2_port, tls=tls, ca_file=self.ca_file)
+        t1_conf = configs.nginx_proxy(
+            self.workdir, f"{name}-tier1", t1_port, upstream, run_as_root=self.root
+        )
+        tier1 = self.start_nginx(f"{name}-tier1", t1_conf, self.pin.proxy, t1_port)
+        return t1_port, (tier1, tier2)
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+PATH_KEYS = (
+    "a",
+    "b-ours",
+    "b-ours-log",
+    "b-nginx",
+    "c-ours-tls",
+    "c-nginx-tls",
+    "c-ours-plain",
+    "c-nginx-plain",
+)
+
+
+def build_paths(topo: Topology, keys: Sequence[str] = PATH_KEYS) -> list[BenchPath]:
+    """Start what ``keys`` need and return those paths in measuring order (``PATH_KEYS``);
+    each is checked to answer ``200 ok`` end to end."""
+    unknown = sorted(set(keys) - set(PATH_KEYS))
+    if unknown:
+        raise ValueError(f"unknown paths {unknown}; known: {', '.join(PATH_KEYS)}")
+    backend, pod = topo.backend()
+    paths = [_build(topo, key, backend, pod) for key in PATH_KEYS if key in keys]
+    for path in paths:
+        status, body = http_get(path.url)
+        if status != 200 or body != b"ok":
+            logs = "\n".join(f"--- {p.name} log:\n{p.log_tail()}" for p in path.proxies)
+            raise RuntimeError(f"{path.key}: GET {path.url} gave {status} {body[:80]!r}\n{logs}")
+    return paths
+
+
+def _build(topo: Topology, key: str, backend: int, pod: Proc) -> BenchPath:
+    url = "http://127.0.0.1:{}/"
+    if key == "a":
+        return BenchPath(key, "a", "direct", "(a) direct to pod", url.format(backend), (), pod)
+    if key in ("b-ours", "b-ours-log"):
+        log = "off" if key == "b-ours" else str(topo.workdir / "access.log")
+        port, gw = topo.ours_single(backend, access_log=log, name=key)
+        label = "(b) Tier-2, access log " + ("off" if log == "off" else "to a file")
+        return BenchPath(key, "b", "ours", label, url.format(port), (gw,), pod)
+    if key == "b-nginx":
+        port, ng = topo.nginx_single(backend, key)
+        return BenchPath(key, "b", "nginx", "(b) nginx, 1 worker", url.format(port), (ng,), pod)
+    _, impl, mode = key.split("-")
+    tls = mode == "tls"
+    between = "TLS" if tls else "plaintext"
+    if impl == "ours":
+        port, pair = topo.ours_chain(backend, tls=tls, name=key)
+        label = f"(c) Tier-1 -> Tier-2, {between} between tiers"
+    else:
+        port, pair = topo.nginx_chain(backend, tls=tls, name=key)
+        label = f"(c) nginx -> nginx, {between} between tiers"
+    return BenchPath(key, "c", impl, label, url.format(port), pair, pod)
