@@ -31,7 +31,8 @@ class GatewaySettings:
     idle_timeout: float = 60.0
     """Keep-alive connections idle this long are closed."""
     stream_idle_timeout: float = 300.0
-    """An attempt whose upstream sends nothing for this long fails with 504 UT (Envoy: 5 min)."""
+    """A stream with no progress for this long ends (Envoy: 5 min): 504 UT when the upstream is
+    silent, 408 SI when the client stops sending its body."""
     health_path: str = "/healthz/ready"
     """Answered on every data listener with 200 (ready) or 503 (starting/draining); '' disables."""
     dns_servers: tuple[tuple[str, int], ...] = ()

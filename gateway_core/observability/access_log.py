@@ -10,10 +10,17 @@ logging costs one write system call per batch rather than per request.
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 import time
+from json.encoder import encode_basestring_ascii
 from typing import IO
+
+_LINE = (
+    '{"ts":%.3f,"method":%s,"authority":%s,"path":%s,"status":%d,"flags":%s,'
+    '"duration_ms":%.3f,"upstream_host":%s,"cluster":%s,"route":%s,"attempts":%d,'
+    '"bytes_received":%d,"bytes_sent":%d,"request_id":%s,"client":%s}'
+)
+_str = encode_basestring_ascii
 
 FLUSH_INTERVAL = 0.05
 FLUSH_LINES = 256
@@ -52,25 +59,24 @@ class AccessLog:
     ) -> None:
         if not self.enabled:
             return
-        line = json.dumps(
-            {
-                "ts": round(time.time(), 3),
-                "method": method.decode("latin-1"),
-                "authority": authority.decode("latin-1"),
-                "path": path.decode("latin-1"),
-                "status": status,
-                "flags": flags,
-                "duration_ms": round(duration * 1000, 3),
-                "upstream_host": upstream_host,
-                "cluster": cluster,
-                "route": route,
-                "attempts": attempts,
-                "bytes_received": bytes_received,
-                "bytes_sent": bytes_sent,
-                "request_id": request_id.decode("latin-1"),
-                "client": client,
-            },
-            separators=(",", ":"),
+        # One format string and C-level string escaping: a json.dumps of a dict costs several
+        # times more, on every request.
+        line = _LINE % (
+            time.time(),
+            _str(method.decode("latin-1")),
+            _str(authority.decode("latin-1")),
+            _str(path.decode("latin-1")),
+            status,
+            _str(flags),
+            duration * 1000,
+            _str(upstream_host),
+            _str(cluster),
+            _str(route),
+            attempts,
+            bytes_received,
+            bytes_sent,
+            _str(request_id.decode("latin-1")),
+            _str(client),
         )
         self._buffer.append(line)
         if len(self._buffer) >= FLUSH_LINES:

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger("gateway.state")
 
+_NO_FLAGS: list[str] = []
+
 EMPTY_SNAPSHOT = Snapshot(version="", node=NodeInfo(), listeners=(), route_tables={}, clusters={})
 
 
@@ -77,9 +79,8 @@ class GatewayRuntime:
 
     def observe(self, ex: Exchange) -> None:
         """Per-request bookkeeping: metrics and the access-log line."""
-        loop_time = ex.down.loop.time()
-        duration = loop_time - ex.start
-        flags = [f.value for f in ex.flags]
+        duration = ex.down.loop.time() - ex.start
+        flags = [f.value for f in ex.flags] if ex.flags else _NO_FLAGS
         self.metrics.record_request(ex.status, duration, flags)
         log = self.access_log
         if log.enabled:

@@ -61,6 +61,8 @@ class LeastRequestLoadBalancer:
 
     def _pick_two(self, hosts: Sequence[Host]) -> Host:
         count = len(hosts)
+        if count == 1:
+            return hosts[0]
         best = hosts[self._rng.randrange(count)]
         for _ in range(self._choice_count - 1):
             sampled = hosts[self._rng.randrange(count)]
