@@ -266,8 +266,19 @@ async def capture_upstream(handler: Handler = ok_handler) -> AsyncIterator[Captu
         await up.close()
 
 
-def service_entry(host: str, ports: list[int], *, name: str | None = None) -> str:
-    endpoints = "\n".join(f"  - address: 127.0.0.1\n    ports: {{http: {p}}}" for p in ports)
+def service_entry(
+    host: str,
+    ports: list[int],
+    *,
+    name: str | None = None,
+    labels: list[dict[str, str]] | None = None,
+) -> str:
+    """A STATIC ServiceEntry with one 127.0.0.1 endpoint per port (``labels`` per endpoint)."""
+    endpoints = "\n".join(
+        f"  - address: 127.0.0.1\n    ports: {{http: {p}}}"
+        + (f"\n    labels: {labels[i]}" if labels else "")
+        for i, p in enumerate(ports)
+    )
     return f"""---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -300,6 +311,7 @@ def config(
     *,
     vs_hosts: str = '["*"]',
     extra: str = "",
+    labels: dict[str, list[dict[str, str]]] | None = None,
 ) -> str:
     """A Gateway on ``port``, one VirtualService with ``http_rules`` (YAML list items indented
     by two spaces) and a STATIC ServiceEntry per service host."""
@@ -313,7 +325,9 @@ spec:
   http:
 {http_rules}
 """
-    entries = "".join(service_entry(h, p) for h, p in services.items())
+    entries = "".join(
+        service_entry(h, p, labels=(labels or {}).get(h)) for h, p in services.items()
+    )
     return gateway_yaml(port) + vs + entries + extra
 
 

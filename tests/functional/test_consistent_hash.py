@@ -9,38 +9,12 @@ from typing import Any
 import aiohttp
 
 from tests.conftest import free_port
+from tests.functional.support import config
 
 
 def _config(port: int, pod_ports: list[int], hash_key: str) -> str:
-    endpoints = "\n".join(f"  - {{address: 127.0.0.1, ports: {{http: {p}}}}}" for p in pod_ports)
-    return f"""
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {{name: gw}}
-spec:
-  servers:
-  - port: {{number: {port}, name: http, protocol: HTTP}}
-    hosts: ["*"]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: app}}
-spec:
-  hosts: ["*"]
-  gateways: [gw]
-  http:
-  - route: [{{destination: {{host: app.local}}}}]
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: app}}
-spec:
-  hosts: [app.local]
-  ports: [{{number: 80, name: http, protocol: HTTP}}]
-  resolution: STATIC
-  endpoints:
-{endpoints}
----
+    rule = "  - route: [{destination: {host: app.local}}]"
+    rule_set = f"""---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {{name: app}}
@@ -50,6 +24,7 @@ spec:
     loadBalancer:
       consistentHash: {hash_key}
 """
+    return config(port, rule, {"app.local": pod_ports}, extra=rule_set)
 
 
 async def test_generated_cookie_differs_per_connection_and_pins_the_pod(

@@ -8,42 +8,15 @@ from typing import Any
 import aiohttp
 
 from tests.conftest import free_port
+from tests.functional.support import config
 
 
-def echo_config(gw_port: int, pod_ports: list[int], extra: str = "") -> str:
-    endpoints = "\n".join(f"  - address: 127.0.0.1\n    ports: {{http: {p}}}" for p in pod_ports)
-    return f"""
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {{name: gw}}
-spec:
-  servers:
-  - port: {{number: {gw_port}, name: http, protocol: HTTP}}
-    hosts: ["*"]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: echo}}
-spec:
-  hosts: ["*"]
-  gateways: [gw]
-  http:
-  - match: [{{uri: {{prefix: /echo}}}}]
-    route: [{{destination: {{host: echo.local}}}}]
-  - match: [{{uri: {{exact: /direct}}}}]
-    directResponse: {{status: 418, body: {{string: "teapot"}}}}
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: echo}}
-spec:
-  hosts: [echo.local]
-  ports: [{{number: 80, name: http, protocol: HTTP}}]
-  resolution: STATIC
-  endpoints:
-{endpoints}
-{extra}
-"""
+def echo_config(gw_port: int, pod_ports: list[int]) -> str:
+    rules = """  - match: [{uri: {prefix: /echo}}]
+    route: [{destination: {host: echo.local}}]
+  - match: [{uri: {exact: /direct}}]
+    directResponse: {status: 418, body: {string: "teapot"}}"""
+    return config(gw_port, rules, {"echo.local": pod_ports})
 
 
 async def test_forwards_to_pod_and_sets_forwarding_headers(

@@ -15,14 +15,25 @@ from typing import Any
 import aiohttp
 
 from tests.conftest import free_port
+from tests.functional.support import config
 
 
 def _weighted_config(port: int, a: int, b: int, spillover: bool | None) -> str:
-    policy = (
-        ""
-        if spillover is None
-        else f"""
----
+    rules = """  - route:
+    - {destination: {host: app-a.local}, weight: 80}
+    - {destination: {host: app-b.local}, weight: 20}"""
+    extra = """---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: app-a}
+spec:
+  host: app-a.local
+  trafficPolicy:
+    outlierDetection:
+      {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 60s, maxEjectionPercent: 100}
+"""
+    if spillover is not None:
+        extra += f"""---
 apiVersion: gateway.multicluster.dev/v1alpha1
 kind: DestinationPolicy
 metadata: {{name: app-a}}
@@ -30,57 +41,7 @@ spec:
   host: app-a.local
   spillover: {{enabled: {str(spillover).lower()}}}
 """
-    )
-    return f"""
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {{name: gw}}
-spec:
-  servers:
-  - port: {{number: {port}, name: http, protocol: HTTP}}
-    hosts: ["*"]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: app}}
-spec:
-  hosts: ["*"]
-  gateways: [gw]
-  http:
-  - route:
-    - {{destination: {{host: app-a.local}}, weight: 80}}
-    - {{destination: {{host: app-b.local}}, weight: 20}}
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: app-a}}
-spec:
-  hosts: [app-a.local]
-  ports: [{{number: 80, name: http, protocol: HTTP}}]
-  resolution: STATIC
-  endpoints: [{{address: 127.0.0.1, ports: {{http: {a}}}}}]
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: app-b}}
-spec:
-  hosts: [app-b.local]
-  ports: [{{number: 80, name: http, protocol: HTTP}}]
-  resolution: STATIC
-  endpoints: [{{address: 127.0.0.1, ports: {{http: {b}}}}}]
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: app-a}}
-spec:
-  host: app-a.local
-  trafficPolicy:
-    outlierDetection:
-      consecutive5xxErrors: 1
-      interval: 1s
-      baseEjectionTime: 60s
-      maxEjectionPercent: 100
-{policy}"""
+    return config(port, rules, {"app-a.local": [a], "app-b.local": [b]}, extra=extra)
 
 
 async def _eject_a(url: str, admin: str, session: aiohttp.ClientSession) -> None:
@@ -143,45 +104,13 @@ async def test_without_spillover_the_dead_share_fails_as_in_istio(
 
 
 def _sticky_config(port: int, pod_ports: list[int], target: str) -> str:
-    endpoints = "\n".join(
-        f"  - {{address: 127.0.0.1, ports: {{http: {p}}}, labels: {{version: v{i % 2 + 1}}}}}"
-        for i, p in enumerate(pod_ports)
-    )
-    route = (
-        "    - {destination: {host: app.local}}"
-        if target == "HOST"
-        else "    - {destination: {host: app.local, subset: v1}, weight: 50}\n"
-        "    - {destination: {host: app.local, subset: v2}, weight: 50}"
-    )
-    return f"""
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {{name: gw}}
-spec:
-  servers:
-  - port: {{number: {port}, name: http, protocol: HTTP}}
-    hosts: ["*"]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: app}}
-spec:
-  hosts: ["*"]
-  gateways: [gw]
-  http:
-  - route:
-{route}
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: app}}
-spec:
-  hosts: [app.local]
-  ports: [{{number: 80, name: http, protocol: HTTP}}]
-  resolution: STATIC
-  endpoints:
-{endpoints}
----
+    if target == "HOST":
+        rules = "  - route: [{destination: {host: app.local}}]"
+    else:
+        rules = """  - route:
+    - {destination: {host: app.local, subset: v1}, weight: 50}
+    - {destination: {host: app.local, subset: v2}, weight: 50}"""
+    extra = f"""---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {{name: app}}
@@ -204,6 +133,8 @@ spec:
     cookie: {{name: gw-sticky, ttl: 1h}}
     target: {target}
 """
+    labels = [{"version": f"v{i % 2 + 1}"} for i in range(len(pod_ports))]
+    return config(port, rules, {"app.local": pod_ports}, extra=extra, labels={"app.local": labels})
 
 
 def _cookie(resp: aiohttp.ClientResponse) -> str | None:
