@@ -5,20 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import os
 import re
-import shutil
 import socket
 import ssl
 import warnings
-from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
-import trustme
-import uvloop
 from cryptography import x509
 
 from gateway_core.server.tls import (
@@ -31,161 +27,25 @@ from gateway_core.server.tls import (
 )
 from gateway_core.snapshot import (
     ServerSpec,
-    ServerTlsMode,
     TlsServerSpec,
-    UpstreamTls,
-    UpstreamTlsMode,
 )
-from gateway_core.upstream.client_tls import (
-    ClientContextCache,
-    build_client_context,
-    check_upstream_peer,
-    upstream_server_hostname,
+from tests.gateway_core.server.tls_testkit import (
+    CURL,
+    MUTUAL,
+    OPENSSL,
+    OPTIONAL,
+    SIMPLE,
+    Pki,
+    _replace_file,
+    _serial,
+    ask,
+    pki,
+    run,
+    serving,
+    talk,
 )
 
-T = TypeVar("T")
-SIMPLE, MUTUAL, OPTIONAL = ServerTlsMode.SIMPLE, ServerTlsMode.MUTUAL, ServerTlsMode.OPTIONAL_MUTUAL
-OPENSSL = shutil.which("openssl")
-CURL = shutil.which("curl")
-
-
-def _replace_file(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-@dataclass
-class Pki:
-    root: Path
-    ca: trustme.CA
-    other_ca: trustme.CA
-
-    def ca_file(self, ca: trustme.CA | None = None) -> str:
-        path = self.root / f"ca-{id(ca or self.ca)}.crt"
-        (ca or self.ca).cert_pem.write_to_path(str(path))
-        return str(path)
-
-    def issue(self, name: str, *hosts: str, ca: trustme.CA | None = None) -> tuple[Path, Path]:
-        """Write ``name.crt``/``name.key`` (key first, as a rotation would) and return them."""
-        leaf = (ca or self.ca).issue_cert(*(hosts or (name,)))
-        crt, key = self.root / f"{name}.crt", self.root / f"{name}.key"
-        _replace_file(key, leaf.private_key_pem.bytes())
-        _replace_file(crt, leaf.cert_chain_pems[0].bytes())
-        return crt, key
-
-    def server(
-        self, name: str, *hosts: str, mode: ServerTlsMode = SIMPLE, **tls: Any
-    ) -> ServerSpec:
-        names = [h.rsplit("/", 1)[-1] for h in hosts if h != "*"]
-        crt, key = self.issue(name, *names)
-        ca = (
-            self.ca_file()
-            if mode is not SIMPLE and "ca_file" not in tls
-            else tls.pop("ca_file", None)
-        )
-        spec = TlsServerSpec(mode, str(crt), str(key), ca_file=ca, **tls)
-        return ServerSpec(name, hosts or (name,), f"rt-{name}", spec)
-
-    def client_ctx(self, cert_of: trustme.CA | None = None, cn: str = "client") -> ssl.SSLContext:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        self.ca.configure_trust(ctx)
-        if cert_of is not None:
-            cert_of.issue_cert(cn).configure_cert(ctx)
-        return ctx
-
-
-@pytest.fixture
-def pki(tmp_path: Path) -> Pki:
-    return Pki(tmp_path, trustme.CA(), trustme.CA())
-
-
-@pytest.fixture(params=["asyncio", "uvloop"])
-def run(request: pytest.FixtureRequest) -> Callable[[Coroutine[Any, Any, T]], T]:
-    factory = uvloop.new_event_loop if request.param == "uvloop" else asyncio.new_event_loop
-
-    def runner(coro: Coroutine[Any, Any, T]) -> T:
-        with asyncio.Runner(loop_factory=factory) as r:
-            return r.run(coro)
-
-    return runner
-
-
-async def _handle(store: ServerTlsStore, reader: asyncio.StreamReader, writer: Any) -> None:
-    """Reply ``server|admit verdict|peer verified``; as HTTP for curl, else line by line."""
-    conn = writer.get_extra_info("ssl_object")
-    verdict = store.admit(conn) or "ok"
-    reply = f"{store.server_of(conn).name}|{verdict}|{int(store.peer_verified(conn))}"
-    with contextlib.suppress(OSError, asyncio.IncompleteReadError):
-        line = await reader.readline()
-        if line.startswith(b"GET "):
-            while (await reader.readline()) not in (b"\r\n", b""):
-                pass
-            head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(reply)}\r\nConnection: close\r\n\r\n"
-            writer.write((head + reply).encode())
-        else:
-            writer.write(reply.encode() + b"\n")
-            while verdict == "ok" and (line := await reader.readline()):
-                writer.write(b"echo " + line)
-        await writer.drain()
-    writer.close()
-
-
-@contextlib.asynccontextmanager
-async def serving(store: ServerTlsStore) -> AsyncIterator[int]:
-    writers: list[Any] = []
-
-    async def handle(reader: asyncio.StreamReader, writer: Any) -> None:
-        writers.append(writer)
-        await _handle(store, reader, writer)
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=store.listener_context())
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        for w in writers:
-            w.close()
-        await server.wait_closed()
-        await asyncio.sleep(0.05)
-
-
-@dataclass
-class Reply:
-    text: str
-    cert: x509.Certificate
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-
-    async def close(self) -> None:
-        self.writer.close()
-        with contextlib.suppress(OSError):
-            await self.writer.wait_closed()
-
-
-async def talk(port: int, sni: str | None, ctx: ssl.SSLContext) -> Reply:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx, server_hostname=sni)
-    der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
-    writer.write(b"hello\n")
-    text = (await reader.readline()).decode().strip()
-    return Reply(text, x509.load_der_x509_certificate(der), reader, writer)
-
-
-async def ask(port: int, sni: str | None, ctx: ssl.SSLContext) -> str:
-    """The server's reply, or ``refused`` when the handshake (or the TLS 1.3 client-certificate
-    check that follows it) fails."""
-    try:
-        reply = await talk(port, sni, ctx)
-    except (ssl.SSLError, ConnectionError):
-        return "refused"
-    await reply.close()
-    return reply.text or "refused"
-
-
-def _serial(crt: Path) -> int:
-    return x509.load_pem_x509_certificate(crt.read_bytes()).serial_number
-
+__all__ = ["pki", "run"]  # fixtures, used by name
 
 # --- pure settings ---------------------------------------------------------------------------
 
@@ -306,16 +166,6 @@ def test_certificate_expiry_reports_not_after(pki: Pki) -> None:
     assert ServerTlsStore([spec]).certificate_expiry() == {"a": cert.not_valid_after_utc}
 
 
-def test_upstream_server_hostname() -> None:
-    """The configured SNI wins; otherwise the authority host without its port."""
-    simple = UpstreamTls(UpstreamTlsMode.SIMPLE)
-    assert upstream_server_hostname(simple, "reviews.test:9080") == "reviews.test"
-    assert upstream_server_hostname(simple, "[::1]:443") == "::1"
-    assert upstream_server_hostname(simple, "10.0.0.1") == "10.0.0.1"
-    assert upstream_server_hostname(replace(simple, sni="tier2.lab"), "x.test") == "tier2.lab"
-    assert upstream_server_hostname(simple, "") is None
-
-
 def test_san_matches_dns_wildcards_ips_and_uris() -> None:
     """Certificate wildcards cover one label; IPs compare as addresses; URIs exactly."""
     cert = {
@@ -332,42 +182,6 @@ def test_san_matches_dns_wildcards_ips_and_uris() -> None:
     assert san_matches(cert, ["127.0.0.1"])
     assert san_matches(cert, ["spiffe://lab/tier1"])
     assert not san_matches(cert, ["spiffe://lab/other", "10.0.0.1", "lab"])
-
-
-def test_client_context_settings(pki: Pki) -> None:
-    """SIMPLE verifies the hostname, SANs move the check after the handshake, insecure skips it,
-    MUTUAL without a certificate is a config error."""
-    ca = pki.ca_file()
-    simple = UpstreamTls(UpstreamTlsMode.SIMPLE, ca_file=ca)
-    ctx = build_client_context(simple)
-    assert (ctx.verify_mode, ctx.check_hostname) == (ssl.CERT_REQUIRED, True)
-    assert ctx.minimum_version is ssl.TLSVersion.TLSv1_2
-    with_sans = build_client_context(replace(simple, subject_alt_names=("a.test",)))
-    assert (with_sans.verify_mode, with_sans.check_hostname) == (ssl.CERT_REQUIRED, False)
-    insecure = build_client_context(replace(simple, insecure_skip_verify=True))
-    assert insecure.verify_mode == ssl.CERT_NONE
-    with pytest.raises(TlsConfigError, match="requires client_certificate"):
-        build_client_context(replace(simple, mode=UpstreamTlsMode.MUTUAL))
-    with pytest.raises(TlsConfigError, match="upstream TLS"):
-        build_client_context(replace(simple, ca_file="/nonexistent/ca.crt"))
-
-
-def test_client_context_cache_shares_and_rebuilds(pki: Pki) -> None:
-    """One context per spec; a changed CA file rebuilds it; a bad file keeps the previous one."""
-    ca_path = Path(pki.ca_file())
-    tls = UpstreamTls(UpstreamTlsMode.SIMPLE, ca_file=str(ca_path))
-    cache = ClientContextCache()
-    first = cache.get(tls)
-    assert cache.get(tls) is first
-    _replace_file(ca_path, pki.other_ca.cert_pem.bytes())
-    second = cache.get(tls)
-    assert second is not first
-    _replace_file(ca_path, b"garbage")
-    assert cache.get(tls) is second
-    assert cache.get(tls) is second
-    cache.retain([])
-    with pytest.raises(TlsConfigError):
-        cache.get(tls)
 
 
 # --- real handshakes ---------------------------------------------------------------------------
@@ -669,63 +483,6 @@ def test_tls13_resumption_cannot_cross_client_ca_boundaries(
     assert run(resumes(same, "a.test", "b.test", pki.client_ctx())) == ("a|ok|0", "b|ok|0", True)
     crossed = run(resumes(split, "one.test", "two.test", pki.client_ctx(pki.ca)))
     assert crossed == ("one|ok|1", "refused", False)
-
-
-def test_upstream_simple_and_mutual_against_a_real_server(
-    pki: Pki, run: Callable[..., Any]
-) -> None:
-    """Origination: hostname checked against SNI/authority, SANs checked after the handshake,
-    insecure_skip_verify accepts an unknown CA, MUTUAL presents the client certificate."""
-    store = ServerTlsStore([pki.server("up", "up.test"), pki.server("m", "m.test", mode=MUTUAL)])
-    crt, key = pki.issue("tier1", "tier1-gateway")
-    simple = UpstreamTls(UpstreamTlsMode.SIMPLE, ca_file=pki.ca_file())
-    mutual = replace(simple, mode=UpstreamTlsMode.MUTUAL, cert_file=str(crt), key_file=str(key))
-    cache = ClientContextCache()
-
-    async def call(port: int, tls: UpstreamTls, authority: str) -> str:
-        host = upstream_server_hostname(tls, authority)
-        reader, writer = await asyncio.open_connection(
-            "127.0.0.1", port, ssl=cache.get(tls), server_hostname=host
-        )
-        try:
-            check_upstream_peer(tls, writer.get_extra_info("ssl_object"))
-            writer.write(b"hi\n")
-            return (await reader.readline()).decode().strip()
-        finally:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-
-    async def outcome(port: int, tls: UpstreamTls, authority: str) -> str:
-        try:
-            return await call(port, tls, authority)
-        except ssl.SSLCertVerificationError as exc:
-            return f"verify failed: {getattr(exc, 'reason', None) or exc.args[0]}"
-
-    other_ca = pki.ca_file(pki.other_ca)
-    cases = [
-        (simple, "up.test:443"),
-        (simple, "other.test"),
-        (replace(simple, sni="other.test", subject_alt_names=("up.test",)), ""),
-        (replace(simple, sni="up.test", subject_alt_names=("no.test",)), ""),
-        (replace(simple, ca_file=other_ca), "up.test"),
-        (replace(simple, ca_file=other_ca, insecure_skip_verify=True), "up.test"),
-        (mutual, "m.test"),
-        (simple, "m.test"),
-    ]
-
-    async def scenario() -> list[str]:
-        async with serving(store) as port:
-            return [await outcome(port, tls, authority) for tls, authority in cases]
-
-    results = run(scenario())
-    assert results[0] == "up|ok|0"
-    assert results[1].startswith("verify failed")
-    assert "CERTIFICATE_VERIFY_FAILED" in results[1]
-    assert results[2] == "up|ok|0"
-    assert results[3] == "verify failed: upstream certificate matches none of ['no.test']"
-    assert results[4] == "verify failed: CERTIFICATE_VERIFY_FAILED"
-    assert results[5:] == ["up|ok|0", "m|ok|1", "m|server m requires a client certificate|0"]
 
 
 async def _exec(*argv: str) -> tuple[int, str]:
