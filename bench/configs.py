@@ -130,11 +130,14 @@ def nginx_proxy(
     upstream: Upstream,
     *,
     server_cert: tuple[str, str] | None = None,
+    access_log: str | None = None,
     run_as_root: bool,
 ) -> str:
     """A one-worker reverse proxy with a keep-alive upstream pool; ``server_cert`` (cert, key)
     makes it listen with TLS, ``upstream.tls`` makes it originate verified TLS with session
-    reuse (nginx's default ``proxy_ssl_session_reuse on``, stated explicitly)."""
+    reuse (nginx's default ``proxy_ssl_session_reuse on``, stated explicitly). ``access_log``
+    writes nginx's combined log there, buffered (64 KiB, flushed every 50 ms) like ours."""
+    log = f"    access_log {access_log} combined buffer=64k flush=50ms;\n" if access_log else ""
     listen = f"127.0.0.1:{listen_port} backlog=4096"
     ssl_server = ""
     if server_cert is not None:
@@ -162,7 +165,7 @@ def nginx_proxy(
   }}
   server {{
     listen {listen};
-{ssl_server}    location / {{
+{log}{ssl_server}    location / {{
       proxy_pass {scheme}://bench_{name};
       proxy_http_version 1.1;
       proxy_set_header Connection "";

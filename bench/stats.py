@@ -16,7 +16,7 @@ from bench.wrk import RunResult
 # (ours, nginx, goal on the rps ratio): the goals for (b) and (c).
 COMPARISONS: tuple[tuple[str, str, float], ...] = (
     ("b-ours", "b-nginx", 0.5),
-    ("b-ours-log", "b-nginx", 0.5),
+    ("b-ours-log", "b-nginx-log", 0.5),
     ("c-ours-tls", "c-nginx-tls", 0.4),
     ("c-ours-plain", "c-nginx-plain", 0.4),
 )

@@ -114,10 +114,17 @@ class Topology:
         tier1 = self.start_gateway(f"{name}-tier1", "tier1", t1_yaml)
         return t1_port, (tier1, tier2)
 
-    def nginx_single(self, backend: int, name: str) -> tuple[int, Proc]:
+    def nginx_single(
+        self, backend: int, name: str, *, access_log: str | None = None
+    ) -> tuple[int, Proc]:
         port = free_port()
         conf = configs.nginx_proxy(
-            self.workdir, name, port, Upstream(backend), run_as_root=self.root
+            self.workdir,
+            name,
+            port,
+            Upstream(backend),
+            access_log=access_log,
+            run_as_root=self.root,
         )
         return port, self.start_nginx(name, conf, self.pin.proxy, port)
 
@@ -155,6 +162,7 @@ PATH_KEYS = (
     "b-ours",
     "b-ours-log",
     "b-nginx",
+    "b-nginx-log",
     "c-ours-tls",
     "c-nginx-tls",
     "c-ours-plain",
@@ -187,9 +195,11 @@ def _build(topo: Topology, key: str, backend: int, pod: Proc) -> BenchPath:
         port, gw = topo.ours_single(backend, access_log=log, name=key)
         label = "(b) Tier-2, access log " + ("off" if log == "off" else "to a file")
         return BenchPath(key, "b", "ours", label, url.format(port), (gw,), pod)
-    if key == "b-nginx":
-        port, ng = topo.nginx_single(backend, key)
-        return BenchPath(key, "b", "nginx", "(b) nginx, 1 worker", url.format(port), (ng,), pod)
+    if key in ("b-nginx", "b-nginx-log"):
+        nginx_log = str(topo.workdir / "nginx-access.log") if key == "b-nginx-log" else None
+        port, ng = topo.nginx_single(backend, key, access_log=nginx_log)
+        label = "(b) nginx, 1 worker" + (", access log to a file" if nginx_log else "")
+        return BenchPath(key, "b", "nginx", label, url.format(port), (ng,), pod)
     _, impl, mode = key.split("-")
     tls = mode == "tls"
     between = "TLS" if tls else "plaintext"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, cast
 
 import httptools
@@ -28,7 +29,7 @@ from gateway_core.proxy.exchange import Exchange
 from gateway_core.proxy.local_reply import render
 from gateway_core.proxy.request_checks import BadRequest, check_head, request_target
 from gateway_core.proxy.tunnel import ClientTunnelBuffer
-from gateway_core.routing.request import RequestHead
+from gateway_core.routing.request import RequestHead, join_headers
 
 if TYPE_CHECKING:
     from gateway_core.server.listeners import ListenerRuntime
@@ -219,35 +220,41 @@ class DownstreamProtocol(asyncio.Protocol):
         self._hsize += len(name) + len(value) + 4
         if len(self._headers) >= MAX_HEADERS or self._hsize > MAX_HEADER_BYTES:
             raise BadRequest(431, b"request header fields too large\n")
-        if self._trailers or b"_" in name:
+        if self._trailers or name.find(b"_") >= 0:
             return  # trailers are never merged; underscore names are dropped
         self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
         parser = self.parser
         version = parser.get_http_version()
-        if version not in ("1.1", "1.0"):
+        if version != "1.1" and version != "1.0":
             raise BadRequest(505, b"HTTP version not supported\n")
         self.http11 = http11 = version == "1.1"
         method = parser.get_method()
         headers = self._headers
+        joined = join_headers(headers)
         authority, framing, upgrade = check_head(
             method,
             headers,
             http11=http11,
             default_authority=self.listener.default_authority,
             parser=parser,
+            joined=joined,
         )
         path, query, target_authority = request_target(self._url, method, headers)
+        if target_authority is not None:
+            authority = target_authority
+            joined = join_headers(headers)  # its Host field was replaced
         req = RequestHead(
             method,
             path,
             query,
-            target_authority or authority,
+            authority,
             self.scheme,
             self.listener.port,
             headers,
             self.client_ip,
+            headers=joined,
         )
         self.requests += 1
         self._url = b""
@@ -271,7 +278,8 @@ class DownstreamProtocol(asyncio.Protocol):
     def on_message_complete(self) -> None:
         ex = self.parsing
         if ex is not None:
-            ex.on_request_complete()
+            if not ex.request_done:  # a request without a body was complete from its head
+                ex.on_request_complete()
             if ex is not self.current or ex.finished:
                 self.parsing = None
 
@@ -280,7 +288,7 @@ class DownstreamProtocol(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self.transport.write(data)
 
-    def writelines(self, parts: tuple[bytes, ...]) -> None:
+    def writelines(self, parts: Sequence[bytes]) -> None:
         if self.transport is not None and not self.closed:
             self.transport.writelines(parts)
 
@@ -312,7 +320,8 @@ class DownstreamProtocol(asyncio.Protocol):
 
     # -- exchange completion -------------------------------------------------------------------
     def exchange_finished(self, ex: Exchange, abort: bool) -> None:
-        self.runtime.observe(ex)
+        now = self.loop.time()
+        self.runtime.observe(ex, now)
         if ex is not self.current:
             return
         self.current = None
@@ -321,7 +330,7 @@ class DownstreamProtocol(asyncio.Protocol):
         if abort:
             self.transport.abort()
             return
-        if not self.keep_alive or not ex.request_done or self.draining_now() or self.tunnel:
+        if not self.keep_alive or not ex.request_done or self.runtime.draining or self.tunnel:
             self.transport.close()
             return
         if self.queue:
@@ -342,7 +351,7 @@ class DownstreamProtocol(asyncio.Protocol):
         settings = self.runtime.settings
         self._head_phase = bool(self._url or self._headers)
         timeout = settings.header_timeout if self._head_phase else settings.idle_timeout
-        self._deadline = self.loop.time() + timeout
+        self._deadline = now + timeout
 
     def draining_now(self) -> bool:
         return self.runtime.draining

@@ -15,6 +15,8 @@ like a per-try timeout.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from gateway_core.proxy import cors, fault, messages
@@ -22,21 +24,23 @@ from gateway_core.proxy.flags import ResponseFlag
 from gateway_core.proxy.headers import new_request_id
 from gateway_core.proxy.local_reply import DEFAULT_BODIES, render, route_answer
 from gateway_core.proxy.mirror import send_mirrors
-from gateway_core.proxy.retry import IDEMPOTENT, RetryState, retriable_status, retry_policy
+from gateway_core.proxy.retry import IDEMPOTENT, RetryState, retriable_status
 from gateway_core.proxy.targets import choose_host, choose_target
 from gateway_core.proxy.upstream_request import BUFFER_HIGH, FAILURES, UpstreamRequest
-from gateway_core.routing.actions import HeaderList, RouteAction, WeightedCluster
+from gateway_core.routing.actions import DEFAULT_RETRY, HeaderList, RouteAction, WeightedCluster
 from gateway_core.routing.matchers import RequestMatch
 from gateway_core.routing.request import RequestHead
 from gateway_core.routing.route_table import RouteEntry
 from gateway_core.upstream.host import Host
-from gateway_core.upstream.lb import LbContext
+from gateway_core.upstream.lb import NO_CONTEXT, LbContext
 from gateway_core.upstream.outlier import LocalOrigin
 from gateway_core.upstream.pool import Overflow
 
 if TYPE_CHECKING:
     from gateway_core.proxy.downstream import DownstreamProtocol
     from gateway_core.upstream.cluster import Cluster
+
+_NO_CLUSTERS: Mapping[str, Cluster] = MappingProxyType({})
 
 
 class Exchange:
@@ -73,9 +77,24 @@ class Exchange:
         "wait",
     )
 
+    entry: RouteEntry | None
+    match: RequestMatch | None
+    target: WeightedCluster | None
+    cluster: Cluster | None
+    cluster_map: Mapping[str, Cluster]
+    host: Host | None
+    upstream: UpstreamRequest | None
+    sticky_cookie: bytes | None
+    hash_cookie: bytes | None
+    cors_origin: bytes | None
+    flags: tuple[ResponseFlag, ...]
+    _deadline: asyncio.TimerHandle | None
+    wait: asyncio.TimerHandle | None
+
     def __init__(
         self, down: DownstreamProtocol, req: RequestHead, req_framing: str, upgrade: bool
     ) -> None:
+        # Chained assignments: one of these is built for every request.
         self.down = down
         self.req = req
         self.req_framing = req_framing
@@ -83,25 +102,15 @@ class Exchange:
         self.client_keep_alive = True
         self.start = self.activity = down.loop.time()
         self.request_done = req_framing == "none"
-        self.finished = False
-        self.response_started = False
-        self.status = 0
-        self.flags: list[ResponseFlag] = []
-        self.entry: RouteEntry | None = None
-        self.match: RequestMatch | None = None
-        self.target: WeightedCluster | None = None
-        self.cluster: Cluster | None = None
-        self.cluster_map: dict[str, Cluster] = {}
-        self.host: Host | None = None
-        self.upstream: UpstreamRequest | None = None
+        self.finished = self.response_started = False
+        self.status = self.bytes_received = self.bytes_sent = 0
+        self.flags = ()
+        self.cluster_map = _NO_CLUSTERS
+        self.entry = self.match = self.target = self.cluster = self.host = self.upstream = None
+        self.sticky_cookie = self.hash_cookie = self.cors_origin = self._deadline = None
+        self.wait = None
         self.head = self.authority = self.request_id = b""
-        self.sticky_cookie: bytes | None = None
-        self.hash_cookie: bytes | None = None
-        self.cors_origin: bytes | None = None
-        self.bytes_received = self.bytes_sent = 0
-        self.retry = RetryState(buffered=req_framing != "none")
-        self._deadline: asyncio.TimerHandle | None = None
-        self.wait: asyncio.TimerHandle | None = None
+        self.retry = RetryState(req_framing != "none")
 
     # -- routing ---------------------------------------------------------------------------
     def begin(self) -> None:
@@ -118,7 +127,7 @@ class Exchange:
         entry: RouteEntry | None = None
         match: RequestMatch | None = None
         if table is not None:
-            _, entry, match = table.route(req)
+            entry, match = table.route_entry(req)
         if entry is None:
             self.local_reply(404, ResponseFlag.NO_ROUTE)
             return
@@ -144,9 +153,13 @@ class Exchange:
         runtime = down.runtime
         req, entry = self.req, self.entry
         assert entry is not None
-        target, self.sticky_cookie = choose_target(
-            action, self.cluster_map, runtime.rng, runtime.sticky_key, req
-        )
+        targets = action.clusters
+        if len(targets) == 1:
+            target = targets[0]
+        else:
+            target, self.sticky_cookie = choose_target(
+                action, self.cluster_map, runtime.rng, runtime.sticky_key, req
+            )
         cluster = self.cluster_map.get(target.cluster)
         if cluster is None:
             self.local_reply(503, ResponseFlag.NO_CLUSTER)
@@ -157,9 +170,14 @@ class Exchange:
             return
         self.target, self.cluster = target, cluster
         cluster.active_requests += 1
-        self.retry.policy = retry_policy(entry)
+        retries = entry.retries
+        self.retry.policy = DEFAULT_RETRY if retries is None else retries
         self.request_id = req.headers.get(b"x-request-id") or new_request_id()
-        self.authority = messages.upstream_authority(req, entry)
+        rewrite = entry.rewrite
+        if rewrite is not None and rewrite.authority is not None:
+            self.authority = rewrite.authority
+        else:
+            self.authority = req.authority
         self.head = messages.request_head(
             req,
             entry,
@@ -172,10 +190,11 @@ class Exchange:
             framing=self.req_framing,
             upgrade=self.upgrade,
         )
-        if not self.request_done and req.headers.get(b"expect", b"").lower() == b"100-continue":
-            down.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         if self.request_done:
-            self._request_complete()
+            if entry.timeout or entry.mirrors:
+                self._request_complete()
+        elif req.headers.get(b"expect", b"").lower() == b"100-continue":
+            down.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         self._attempt()
 
     @property
@@ -188,20 +207,35 @@ class Exchange:
         assert cluster is not None
         retry.attempts += 1
         down, req = self.down, self.req
-        key, self.hash_cookie = cluster.hash_key(
-            req, lambda: down.origin_ip(req), down.peer_address, down.local_address
-        )
-        ctx = LbContext(key, retry.attempts - 1, retry.tried)
-        host, cookie = choose_host(cluster, req, down.client_ip, down.runtime.sticky_key, ctx)
+        if cluster.spec.lb.hash_key is None:
+            key = self.hash_cookie = None
+        else:
+            key, self.hash_cookie = cluster.hash_key(
+                req, lambda: down.origin_ip(req), down.peer_address, down.local_address
+            )
+        tried = retry.tried
+        if key is None and not tried:
+            ctx = NO_CONTEXT if retry.attempts == 1 else LbContext(None, retry.attempts - 1)
+        else:
+            ctx = LbContext(key, retry.attempts - 1, tried)
+        if cluster.spec.sticky is None:
+            host, cookie = cluster.choose_host(ctx), None
+        else:
+            host, cookie = choose_host(cluster, req, down.client_ip, down.runtime.sticky_key, ctx)
         if host is None:
             self.local_reply(503, ResponseFlag.NO_HEALTHY_UPSTREAM)
             return
         self.host = host
-        self.sticky_cookie = cookie or self.sticky_cookie
-        retry.tried = retry.tried | {host.key}
+        if cookie:
+            self.sticky_cookie = cookie
+        retry.tried = tried | {host.key}
         pool = cluster.pool_for(host, self.authority)
-        ureq = self.upstream = UpstreamRequest(self, host, pool, *retry.take_held())
-        if self.request_done:
+        if retry.held:
+            ureq = UpstreamRequest(self, host, pool, *retry.take_held())
+        else:
+            ureq = UpstreamRequest(self, host, pool, [], 0)
+        self.upstream = ureq
+        if self.request_done and retry.policy.per_try_timeout:
             ureq.arm_try_timer(retry.policy.per_try_timeout)
         try:
             pool.acquire(ureq)
@@ -220,6 +254,8 @@ class Exchange:
             self.down.pause_reading("body")
 
     def on_request_complete(self) -> None:
+        if self.request_done:
+            return  # a request without a body: ``route_to`` already completed it
         self.request_done = True
         if self.finished or self.target is None:
             return
@@ -257,8 +293,10 @@ class Exchange:
             return  # the response is drained, then ``attempt_complete`` retries
         self.status = status
         self.response_started = True
-        extra = self._response_extra([])
-        ureq.start_response(status, headers, framing, extra)
+        if self.hash_cookie is None and self.sticky_cookie is None and self.cors_origin is None:
+            ureq.start_response(status, headers, framing, [])
+        else:
+            ureq.start_response(status, headers, framing, self._response_extra([]))
 
     def attempt_complete(self, ureq: UpstreamRequest) -> None:
         self.upstream = None
@@ -324,10 +362,12 @@ class Exchange:
             self._fail(504, ResponseFlag.UPSTREAM_TIMEOUT)
 
     def stop_timers(self) -> None:
-        for timer in (self._deadline, self.wait):
-            if timer is not None:
-                timer.cancel()
-        self._deadline = self.wait = None
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        if self.wait is not None:
+            self.wait.cancel()
+            self.wait = None
         self.retry.close()
 
     # -- completion ----------------------------------------------------------------------------
@@ -353,7 +393,7 @@ class Exchange:
             self.upstream.abandon()
             self.upstream = None
         if flag is not None:
-            self.flags.append(flag)
+            self.flags += (flag,)
             if body is None:
                 body = DEFAULT_BODIES.get(flag, b"")
         body = body or b""
@@ -380,7 +420,7 @@ class Exchange:
         if not self.response_started:
             self.local_reply(status, flag, body)
         elif not self.finished:
-            self.flags.append(flag)
+            self.flags += (flag,)
             self.down.keep_alive = False
             self.finish(abort=True)
 
@@ -399,5 +439,5 @@ class Exchange:
     def downstream_lost(self) -> None:
         if self.finished:
             return
-        self.flags.append(ResponseFlag.DOWNSTREAM_CONNECTION_TERMINATION)
+        self.flags += (ResponseFlag.DOWNSTREAM_CONNECTION_TERMINATION,)
         self.finish(abort=True)

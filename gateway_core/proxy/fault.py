@@ -24,7 +24,7 @@ def inject(ex: Exchange, fault: FaultSpec, action: RouteAction) -> bool:
         ex.local_reply(fault.abort_status, ResponseFlag.FAULT_INJECTED)
         return True
     if fault.delay and rng.random() * 100 < fault.delay_percent:
-        ex.flags.append(ResponseFlag.DELAY_INJECTED)
+        ex.flags += (ResponseFlag.DELAY_INJECTED,)
         ex.wait = down.loop.call_later(fault.delay, ex.route_to, action)
         return True
     return False

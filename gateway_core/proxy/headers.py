@@ -48,41 +48,108 @@ _GATEWAY_SET = frozenset(
 SERVER_NAME = b"multicluster-gateway"
 
 
+_REQUEST_DROP = HOP_BY_HOP | _GATEWAY_SET | {b"content-length"}
+_RESPONSE_DROP = HOP_BY_HOP | {b"content-length", b"server"}
+_NO_TOKENS: frozenset[bytes] = frozenset()
+_TOKENS: dict[bytes, frozenset[bytes]] = {}
+"""``connection_tokens`` results: peers send the same few Connection values over and over."""
+_EXTRA: dict[tuple[bytes, frozenset[bytes]], frozenset[bytes]] = {}
+"""``_without_tokens``: the tokens of a value that a drop set does not cover already."""
+_MEMO_LIMIT = 256
+
+
 def connection_tokens(value: bytes | None) -> frozenset[bytes]:
     if not value:
-        return frozenset()
-    return frozenset(t.strip().lower() for t in value.split(b",") if t.strip()) - _PROTECTED
+        return _NO_TOKENS
+    tokens = _TOKENS.get(value)
+    if tokens is None:
+        if len(_TOKENS) >= _MEMO_LIMIT:
+            _TOKENS.clear()
+        tokens = frozenset(t.strip().lower() for t in value.split(b",") if t.strip()) - _PROTECTED
+        _TOKENS[value] = tokens
+    return tokens
 
 
-class _RandomBytes:
-    """Kernel randomness fetched 4 KiB at a time: one system call per 256 request ids."""
+class _RandomIds:
+    """Request ids from kernel randomness fetched 4 KiB at a time, as hex digits: one system
+    call and one hex conversion per 256 ids."""
 
-    __slots__ = ("buffer", "offset")
+    __slots__ = ("digits", "offset")
 
     def __init__(self) -> None:
-        self.buffer = b""
+        self.digits = b""
         self.offset = 0
 
-    def take16(self) -> bytearray:
-        if self.offset + 16 > len(self.buffer):
-            self.buffer, self.offset = os.urandom(4096), 0
-        start = self.offset
-        self.offset = start + 16
-        return bytearray(self.buffer[start : start + 16])
+    def next(self) -> bytes:
+        """A random UUID4 in its usual text form, from 32 digits not handed out before."""
+        h = self.digits
+        i = self.offset
+        if i + 32 > len(h):
+            h = self.digits = os.urandom(4096).hex().encode()
+            i = 0
+        self.offset = i + 32
+        fields = (
+            h[i : i + 8],
+            h[i + 8 : i + 12],
+            h[i + 13 : i + 16],  # the version digit (12) is 4: the format has it
+            _VARIANT[h[i + 16]],
+            h[i + 17 : i + 20],
+            h[i + 20 : i + 32],
+        )
+        return b"%s-%s-4%s-%s%s-%s" % fields
 
 
-_RANDOM = _RandomBytes()
+# RFC 4122 variant: the high nibble of byte 8 becomes 10xx (8, 9, a or b).
+_VARIANT = {c: b"89ab"[int(chr(c), 16) & 3 :][:1] for c in b"0123456789abcdef"}
+_IDS = _RandomIds()
 # A forked child must not hand out the ids left in its parent's buffer.
-os.register_at_fork(after_in_child=lambda: setattr(_RANDOM, "buffer", b""))
+os.register_at_fork(after_in_child=lambda: setattr(_IDS, "digits", b""))
+new_request_id = _IDS.next
+"""A random UUID4 in its usual text form (cheaper than ``uuid.uuid4()``)."""
 
 
-def new_request_id() -> bytes:
-    """A random UUID4 in its usual text form (cheaper than ``uuid.uuid4()``)."""
-    raw = _RANDOM.take16()
-    raw[6] = (raw[6] & 0x0F) | 0x40
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    h = raw.hex().encode()
-    return b"%s-%s-%s-%s-%s" % (h[:8], h[8:12], h[12:16], h[16:20], h[20:])
+Forwarded = tuple[HeaderList, bytes, bytes, bytes]
+"""``forwarded_fields``: the fields passed on as they are (neither hop-by-hop nor set by the
+gateway), then the X-Forwarded-For, -Proto and -Host values to send."""
+
+
+def forwarded_fields(
+    raw: HeaderList,
+    *,
+    client_ip: bytes,
+    scheme: bytes,
+    original_authority: bytes,
+    trust_forwarded: bool,
+) -> Forwarded:
+    """Split a request's fields into those forwarded as they are and the X-Forwarded-* values
+    the gateway sends (Host and X-Request-Id are the caller's)."""
+    kept: HeaderList = []
+    xff: bytes | None = None
+    xfp: bytes | None = None
+    xfh: bytes | None = None
+    connection: bytes | None = None
+    drop = _REQUEST_DROP
+    for field in raw:
+        name = field[0]
+        if name in drop:
+            if name == b"connection":
+                if connection is None:
+                    connection = field[1]
+            elif trust_forwarded and name == b"x-forwarded-proto":
+                xfp = field[1]
+            elif trust_forwarded and name == b"x-forwarded-host":
+                xfh = field[1]
+            continue
+        if name == b"x-forwarded-for":
+            xff = field[1] if xff is None else xff + b", " + field[1]
+            continue
+        kept.append(field)
+    return (
+        _without_tokens(kept, connection, drop) if connection else kept,
+        xff + b", " + client_ip if xff else client_ip,
+        xfp or scheme,  # the trusted hop's values, else this connection's
+        xfh or original_authority,
+    )
 
 
 def upstream_request_headers(
@@ -96,33 +163,58 @@ def upstream_request_headers(
     request_id: bytes,
 ) -> HeaderList:
     """Headers for the upstream request, before route header operations and body framing."""
-    drop = HOP_BY_HOP | connection_tokens(_get(raw, b"connection")) | _GATEWAY_SET
-    out: HeaderList = [(b"host", authority)]
-    xff: bytes | None = None
-    xfp: bytes | None = None
-    xfh: bytes | None = None
-    for name, value in raw:
-        if name in drop or name == b"content-length":
-            if trust_forwarded and name == b"x-forwarded-proto":
-                xfp = value
-            elif trust_forwarded and name == b"x-forwarded-host":
-                xfh = value
-            continue
-        if name == b"x-forwarded-for":
-            xff = value if xff is None else xff + b", " + value
-            continue
-        out.append((name, value))
-    out.append((b"x-forwarded-for", xff + b", " + client_ip if xff else client_ip))
-    out.append((b"x-forwarded-proto", xfp or scheme))
-    out.append((b"x-forwarded-host", xfh or original_authority))
-    out.append((b"x-request-id", request_id))
-    return out
+    kept, xff, xfp, xfh = forwarded_fields(
+        raw,
+        client_ip=client_ip,
+        scheme=scheme,
+        original_authority=original_authority,
+        trust_forwarded=trust_forwarded,
+    )
+    return [
+        (b"host", authority),
+        *kept,
+        (b"x-forwarded-for", xff),
+        (b"x-forwarded-proto", xfp),
+        (b"x-forwarded-host", xfh),
+        (b"x-request-id", request_id),
+    ]
 
 
 def response_headers(raw: HeaderList) -> HeaderList:
     """Upstream response headers minus hop-by-hop and framing (the gateway re-frames the body)."""
-    drop = HOP_BY_HOP | connection_tokens(_get(raw, b"connection"))
-    return [(n, v) for n, v in raw if n not in drop and n != b"content-length" and n != b"server"]
+    return response_fields(raw)[0]
+
+
+def response_fields(raw: HeaderList) -> tuple[HeaderList, bytes | None]:
+    """``response_headers``, and the first Content-Length value (None when there is none)."""
+    out: HeaderList = []
+    connection: bytes | None = None
+    length: bytes | None = None
+    drop = _RESPONSE_DROP
+    for field in raw:
+        name = field[0]
+        if name in drop:
+            if name == b"content-length":
+                if length is None:
+                    length = field[1]
+            elif connection is None and name == b"connection":
+                connection = field[1]
+            continue
+        out.append(field)
+    return (_without_tokens(out, connection, drop) if connection else out), length
+
+
+def _without_tokens(fields: HeaderList, connection: bytes, dropped: frozenset[bytes]) -> HeaderList:
+    """``fields`` (what ``dropped`` left) without those the first Connection header names.
+    Filtering after the fact is the same as before: tokens never name a field the gateway
+    adds (``_PROTECTED``). ``Connection: keep-alive`` or ``close`` usually name nothing left."""
+    key = (connection, dropped)
+    extra = _EXTRA.get(key)
+    if extra is None:
+        if len(_EXTRA) >= _MEMO_LIMIT:
+            _EXTRA.clear()
+        extra = _EXTRA[key] = connection_tokens(connection) - dropped
+    return [f for f in fields if f[0] not in extra] if extra else fields
 
 
 def serialize_request(method: bytes, target: bytes, headers: HeaderList) -> bytes:
@@ -131,10 +223,3 @@ def serialize_request(method: bytes, target: bytes, headers: HeaderList) -> byte
         parts += (name, b": ", value, b"\r\n")
     parts.append(b"\r\n")
     return b"".join(parts)
-
-
-def _get(headers: HeaderList, name: bytes) -> bytes | None:
-    for n, v in headers:
-        if n == name:
-            return v
-    return None

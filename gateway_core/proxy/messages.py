@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
-from gateway_core.proxy.headers import response_headers, serialize_request, upstream_request_headers
+from gateway_core.proxy.headers import (
+    forwarded_fields,
+    response_fields,
+    serialize_request,
+    upstream_request_headers,
+)
 from gateway_core.routing.actions import HeaderList, WeightedCluster
 from gateway_core.routing.matchers import PrefixMatcher, RequestMatch
 from gateway_core.routing.request import RequestHead
 from gateway_core.routing.route_table import RouteEntry
 
 REASONS: dict[int, bytes] = {s.value: s.phrase.encode() for s in HTTPStatus}
+_STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, phrase) for code, phrase in REASONS.items()}
+_END = b"server: multicluster-gateway\r\n\r\n"
+_END_CLOSE = b"server: multicluster-gateway\r\nconnection: close\r\n\r\n"
 
 
 def upstream_authority(req: RequestHead, entry: RouteEntry) -> bytes:
@@ -62,6 +70,80 @@ def request_head(
 ) -> bytes:
     """The upstream request head. ``body_length``: the body is sent whole with this length
     (a mirror of a buffered body) instead of in the client's framing."""
+    if entry.request_headers is not None or (
+        target is not None and target.request_headers is not None
+    ):
+        return _request_head_with_ops(
+            req, entry, target, match, authority, client_ip, trust_forwarded, request_id,
+            framing, upgrade, body_length,
+        )  # fmt: skip
+    # No header operations: serialise the fields straight away, in the order
+    # ``upstream_request_headers`` lists them.
+    kept, xff, xfp, xfh = forwarded_fields(
+        req.raw_headers,
+        client_ip=client_ip,
+        scheme=req.scheme,
+        original_authority=req.authority,
+        trust_forwarded=trust_forwarded,
+    )
+    if entry.rewrite is None:
+        path = req.path + b"?" + req.query if req.query else req.path
+    else:
+        path = upstream_target(req, entry, match)
+    parts = [req.method, b" ", path, b" HTTP/1.1\r\nhost: ", authority, b"\r\n"]
+    for name, value in kept:
+        parts += (name, b": ", value, b"\r\n")
+    parts += (
+        b"x-forwarded-for: ", xff,
+        b"\r\nx-forwarded-proto: ", xfp,
+        b"\r\nx-forwarded-host: ", xfh,
+        b"\r\nx-request-id: ", request_id, b"\r\n",
+    )  # fmt: skip
+    if framing != "none" or upgrade or body_length is not None or b"content-length" in req.headers:
+        for name, value in _framing_fields(req, framing, upgrade, body_length):
+            parts += (name, b": ", value, b"\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+_UPGRADE_FIELDS: HeaderList = [(b"connection", b"upgrade"), (b"upgrade", b"websocket")]
+_CHUNKED_FIELDS: HeaderList = [(b"transfer-encoding", b"chunked")]
+_NO_FIELDS: HeaderList = []
+
+
+def _framing_fields(
+    req: RequestHead, framing: str, upgrade: bool, body_length: int | None
+) -> HeaderList:
+    """The fields that announce the upstream request's body (or the upgrade). Callers only
+    read the list returned."""
+    if upgrade:
+        return _UPGRADE_FIELDS
+    if body_length is not None:
+        if body_length or framing != "none":
+            return [(b"content-length", b"%d" % body_length)]
+        return _NO_FIELDS
+    if framing == "chunked":
+        return _CHUNKED_FIELDS
+    if framing == "length" or b"content-length" in req.headers:
+        return [(b"content-length", req.headers.get(b"content-length", b"0"))]
+    return _NO_FIELDS
+
+
+def _request_head_with_ops(
+    req: RequestHead,
+    entry: RouteEntry,
+    target: WeightedCluster | None,
+    match: RequestMatch | None,
+    authority: bytes,
+    client_ip: bytes,
+    trust_forwarded: bool,
+    request_id: bytes,
+    framing: str,
+    upgrade: bool,
+    body_length: int | None,
+) -> bytes:
+    """``request_head`` when header operations apply: they see (and may replace) every field,
+    the gateway's own and the framing fields included."""
     headers = upstream_request_headers(
         req.raw_headers,
         authority=authority,
@@ -71,15 +153,7 @@ def request_head(
         trust_forwarded=trust_forwarded,
         request_id=request_id,
     )
-    if upgrade:
-        headers += [(b"connection", b"upgrade"), (b"upgrade", b"websocket")]
-    elif body_length is not None:
-        if body_length or framing != "none":
-            headers.append((b"content-length", b"%d" % body_length))
-    elif framing == "chunked":
-        headers.append((b"transfer-encoding", b"chunked"))
-    elif framing == "length" or b"content-length" in req.headers:
-        headers.append((b"content-length", req.headers.get(b"content-length", b"0")))
+    headers += _framing_fields(req, framing, upgrade, body_length)
     if entry.request_headers is not None:
         headers = entry.request_headers.apply(headers)
     if target is not None and target.request_headers is not None:
@@ -100,26 +174,22 @@ def response_head(
     close: bool,
 ) -> bytes:
     """``framing`` is the upstream's; ``chunked`` says whether the client gets chunked framing."""
-    headers = response_headers(raw)
+    headers, length = response_fields(raw)
     if target is not None and target.response_headers is not None:
         headers = target.response_headers.apply(headers)
     if entry is not None and entry.response_headers is not None:
         headers = entry.response_headers.apply(headers)
-    headers.extend(extra)
-    parts = [b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status) or b"Unknown")]
+    parts = [_STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status]
     for name, value in headers:
         parts += (name, b": ", value, b"\r\n")
+    for name, value in extra:
+        parts += (name, b": ", value, b"\r\n")
     if framing == "length" or (framing == "none" and head_request):
-        for name, value in raw:
-            if name == b"content-length":
-                parts += (b"content-length: ", value, b"\r\n")
-                break
+        if length is not None:
+            parts += (b"content-length: ", length, b"\r\n")
     elif chunked:
         parts.append(b"transfer-encoding: chunked\r\n")
-    parts.append(b"server: multicluster-gateway\r\n")
-    if close:
-        parts.append(b"connection: close\r\n")
-    parts.append(b"\r\n")
+    parts.append(_END_CLOSE if close else _END)
     return b"".join(parts)
 
 

@@ -36,30 +36,63 @@ def check_head(
     http11: bool,
     default_authority: bytes,
     parser: httptools.HttpRequestParser,
+    joined: dict[bytes, bytes] | None = None,
 ) -> tuple[bytes, str, bool]:
-    """``(authority, body framing, websocket upgrade)``; framing is none, length or chunked."""
+    """``(authority, body framing, websocket upgrade)``; framing is none, length or chunked.
+
+    ``joined``: ``headers`` by name (``join_headers``); when no name repeats, the fields are
+    looked up there instead of scanning the list."""
+    if joined is not None and len(joined) == len(headers):
+        host = joined.get(b"host")
+        coding = joined.get(b"transfer-encoding")
+        length = joined.get(b"content-length")
+        upgrade_to = joined.get(b"upgrade")
+        upgrade = upgrade_to is not None and _is_websocket(upgrade_to) and parser.should_upgrade()
+        if host is not None and _VALID.get(host) and method != b"CONNECT":
+            authority = host  # a Host value seen before: the checks of ``_authority`` hold
+        else:
+            authority = _authority(method, host, False, http11, default_authority)
+        if coding is None and length is None:
+            return authority, "none", upgrade
+        return authority, _framing(coding, length, http11), upgrade
     hosts = [v for n, v in headers if n == b"host"]
-    if len(hosts) > 1:
-        raise BadRequest(400, b"multiple Host headers\n")
-    if not hosts and http11:
-        raise BadRequest(400, b"missing Host header\n")
-    authority = hosts[0] if hosts else default_authority
-    if not valid_authority(authority):
-        raise BadRequest(400, b"invalid Host header\n")
-    if method == b"CONNECT":
-        raise BadRequest(405, b"CONNECT is not supported\n")
-    coding: bytes | None = None
-    length: bytes | None = None
+    authority = _authority(
+        method, hosts[0] if hosts else None, len(hosts) > 1, http11, default_authority
+    )
+    coding = length = None
     upgrade = False
     for name, value in headers:
         if name == b"transfer-encoding":
             coding = value if coding is None else coding + b"," + value
         elif name == b"content-length":
             length = value
-        elif name == b"upgrade" and value.strip().lower() == b"websocket":
+        elif name == b"upgrade" and _is_websocket(value):
             upgrade = parser.should_upgrade()
+    return authority, _framing(coding, length, http11), upgrade
+
+
+def _authority(
+    method: bytes, host: bytes | None, repeated: bool, http11: bool, default: bytes
+) -> bytes:
+    if repeated:
+        raise BadRequest(400, b"multiple Host headers\n")
+    if host is None and http11:
+        raise BadRequest(400, b"missing Host header\n")
+    authority = default if host is None else host
+    if not valid_authority(authority):
+        raise BadRequest(400, b"invalid Host header\n")
+    if method == b"CONNECT":
+        raise BadRequest(405, b"CONNECT is not supported\n")
+    return authority
+
+
+def _is_websocket(value: bytes) -> bool:
+    return value.strip().lower() == b"websocket"
+
+
+def _framing(coding: bytes | None, length: bytes | None, http11: bool) -> str:
     if coding is None:
-        return authority, "length" if length and length.strip() != b"0" else "none", upgrade
+        return "length" if length and length.strip() != b"0" else "none"
     if not http11:
         raise BadRequest(400, b"Transfer-Encoding in an HTTP/1.0 request\n")
     if length is not None:
@@ -69,11 +102,25 @@ def check_head(
         raise BadRequest(400, b"chunked must be the final transfer coding, once\n")
     if len(codings) > 1:
         raise BadRequest(501, b"unsupported transfer coding\n")
-    return authority, "chunked", upgrade
+    return "chunked"
+
+
+_VALID: dict[bytes, bool] = {}
+"""``valid_authority`` results: clients repeat the same few Host values."""
+_VALID_LIMIT = 1024
 
 
 def valid_authority(authority: bytes) -> bool:
     """``uri-host [":" port]``: no whitespace, comma, ``@``, slash or backslash; port 1-65535."""
+    valid = _VALID.get(authority)
+    if valid is None:
+        if len(_VALID) >= _VALID_LIMIT:
+            _VALID.clear()
+        valid = _VALID[authority] = _valid_authority(authority)
+    return valid
+
+
+def _valid_authority(authority: bytes) -> bool:
     if not authority or _BAD_HOST.search(authority):
         return False
     rest = authority[authority.find(b"]") + 1 :] if authority.startswith(b"[") else authority

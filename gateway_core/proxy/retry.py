@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from gateway_core.upstream.cluster import Cluster
 
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+_NONE_TRIED: frozenset[HostKey] = frozenset()
 REPLAY_LIMIT = 65536
 """Request bodies up to this size are kept for retries and mirrors; larger ones stream."""
 
@@ -95,16 +96,20 @@ class RetryState:
         "tried",
     )
 
+    tried: frozenset[HostKey]
+    replay: list[bytes] | None
+    held: list[bytes]
+    """Body bytes no attempt has taken yet (fault delay, back-off, a failed connect)."""
+    timer: asyncio.TimerHandle | None
+    _budget: Cluster | None
+
     def __init__(self, buffered: bool) -> None:
         self.policy = DEFAULT_RETRY
-        self.attempts = 0
-        self.tried: frozenset[HostKey] = frozenset()
-        self.replay: list[bytes] | None = [] if buffered else None
-        self.replay_size = self.held_size = 0
-        self.held: list[bytes] = []
-        """Body bytes no attempt has taken yet (fault delay, back-off, a failed connect)."""
-        self.timer: asyncio.TimerHandle | None = None
-        self._budget: Cluster | None = None
+        self.attempts = self.replay_size = self.held_size = 0
+        self.tried = _NONE_TRIED
+        self.replay = [] if buffered else None
+        self.held = []
+        self.timer = self._budget = None
 
     def keep(self, data: bytes) -> None:
         if self.replay is not None:

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from gateway_core.proxy import sticky
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
 def choose_target(
     action: RouteAction,
-    clusters: dict[str, Cluster],
+    clusters: Mapping[str, Cluster],
     rng: random.Random,
     key: bytes,
     req: RequestHead,
@@ -53,7 +54,7 @@ def choose_target(
 
 
 def spill(
-    action: RouteAction, dead: WeightedCluster, clusters: dict[str, Cluster], rng: random.Random
+    action: RouteAction, dead: WeightedCluster, clusters: Mapping[str, Cluster], rng: random.Random
 ) -> WeightedCluster:
     """Re-draw among the destinations that still have healthy hosts (weights kept)."""
     alive = [

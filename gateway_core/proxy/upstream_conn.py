@@ -209,26 +209,28 @@ class UpstreamConnection(asyncio.Protocol):
             raise _HeadTooLarge
 
     def on_headers_complete(self) -> None:
-        status = self.parser.get_status_code()
+        parser = self.parser
+        status = parser.get_status_code()
         self._status = status
-        if 100 <= status < 200 and status != 101:
+        if status < 200 and status >= 100 and status != 101:
             return  # interim responses are not forwarded (Expect is answered by the gateway)
         self._response_started = True
         sink = self.sink
         if sink is None:
             return
-        framing = _framing(self._headers, status, self._expect_no_body)
-        self._framing = framing
-        keep_alive = self.parser.should_keep_alive() and framing != "eof"
-        sink.on_response_head(status, self._headers, framing, keep_alive)
+        headers = self._headers
+        framing = self._framing = _framing(headers, status, self._expect_no_body)
+        keep_alive = framing != "eof" and parser.should_keep_alive()
+        sink.on_response_head(status, headers, framing, keep_alive)
         if framing == "none" and self._expect_no_body and status != 101:
             # A HEAD response: llhttp would wait for Content-Length bytes that never come.
             self.parser = httptools.HttpResponseParser(self)
             self._finish(keep_alive)
 
     def on_body(self, data: bytes) -> None:
-        if self.sink is not None:
-            self.sink.on_response_body(data)
+        sink = self.sink
+        if sink is not None:
+            sink.on_response_body(data)
 
     def on_message_complete(self) -> None:
         status = self._status
@@ -253,17 +255,12 @@ class UpstreamConnection(asyncio.Protocol):
 
 def _framing(headers: list[tuple[bytes, bytes]], status: int, no_body: bool) -> str:
     """How the response body is delimited: ``none``, ``length``, ``chunked`` or ``eof``."""
-    if no_body or status in (204, 304) or 100 <= status < 200:
+    if no_body or status == 204 or status == 304 or 100 <= status < 200:
         return "none"
-    chunked = False
-    has_length = False
+    framing = "eof"
     for name, value in headers:
-        if name == b"transfer-encoding" and b"chunked" in value.lower():
-            chunked = True
-        elif name == b"content-length":
-            has_length = True
-    if chunked:
-        return "chunked"
-    if has_length:
-        return "length"
-    return "eof"
+        if name == b"content-length":
+            framing = "length"
+        elif name == b"transfer-encoding" and value.lower().find(b"chunked") >= 0:
+            return "chunked"  # it wins over any Content-Length
+    return framing

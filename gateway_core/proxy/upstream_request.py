@@ -99,10 +99,14 @@ class UpstreamRequest:
         if self.down.write_paused:
             conn.pause_reading()  # the client is not reading: neither does this response
         ex = self.ex
-        self.host.active_requests += 1
-        self.host.total_requests += 1
-        conn.attach(self, ex.head, ex.req.method == b"HEAD", False)
+        host = self.host
+        host.active_requests += 1
+        host.total_requests += 1
         self.sent = True
+        if ex.request_done and self.framing == "none" and not self.pending:
+            conn.attach(self, ex.head, ex.req.method == b"HEAD", True)  # the head is all
+            return
+        conn.attach(self, ex.head, ex.req.method == b"HEAD", False)
         if self.pending:
             self._send_pending()
         if ex.request_done:
@@ -172,10 +176,14 @@ class UpstreamRequest:
             return
         if ex.upgrade:
             down.keep_alive = False  # a refused upgrade leaves the client's framing unknown
-        chunked = framing in ("chunked", "eof") and down.http11
-        if framing == "eof" and not down.http11:
-            down.keep_alive = False  # an HTTP/1.0 client reads such a body until close
-        self.resp_framing = "chunked" if chunked else framing
+        if framing == "length" or framing == "none":
+            chunked = False
+            self.resp_framing = framing
+        else:  # chunked or eof
+            chunked = down.http11
+            if not chunked and framing == "eof":
+                down.keep_alive = False  # an HTTP/1.0 client reads such a body until close
+            self.resp_framing = "chunked" if chunked else framing
         close = not down.keep_alive or down.draining_now()
         down.keep_alive = not close
         self.out.append(
@@ -198,9 +206,10 @@ class UpstreamRequest:
         ex = self.ex
         ex.bytes_sent += len(data)
         ex.activity = self.down.loop.time()
-        if self.resp_framing == "chunked":
+        framing = self.resp_framing
+        if framing == "chunked":
             self.out += (b"%x\r\n" % len(data), data, b"\r\n")
-        elif self.resp_framing == "raw":
+        elif framing == "raw":
             self.down.write(data)
         else:
             self.out.append(data)
@@ -213,12 +222,19 @@ class UpstreamRequest:
             if len(out) == 1:
                 self.down.write(out[0])
             else:
-                self.down.writelines(tuple(out))
+                self.down.writelines(out)
 
     def on_response_complete(self, reusable: bool) -> None:
-        self._release(reusable)
+        conn, self.conn = self.conn, None
+        if conn is not None:  # ``_release``, inlined for the common end of an attempt
+            self.host.active_requests -= 1
+            if not reusable and not conn.closed:
+                conn.detach()
         if self.alive:
-            self._stop()
+            self.alive = False  # ``_stop``, inlined for the common end of an attempt
+            if self.try_timer is not None:
+                self.try_timer.cancel()
+                self.try_timer = None
             if self.streaming and self.resp_framing == "chunked":
                 self.out.append(b"0\r\n\r\n")
             self.flush()

@@ -36,23 +36,20 @@ class RequestHead:
         port: int,
         raw_headers: list[tuple[bytes, bytes]],
         source_ip: str = "",
+        *,
+        headers: dict[bytes, bytes] | None = None,
     ) -> None:
+        """``headers``: ``raw_headers`` already joined by name, when the caller has them."""
         self.method = method
         self.path = path
         self.query = query
         self.authority = authority
-        self.host = host_of(authority)
+        self.host = _HOSTS.get(authority) or host_of(authority)
         self.scheme = scheme
         self.port = port
         self.raw_headers = raw_headers
         self.source_ip = source_ip
-        headers: dict[bytes, bytes] = {}
-        for name, value in raw_headers:
-            if name in headers:
-                headers[name] = headers[name] + b"," + value
-            else:
-                headers[name] = value
-        self.headers = headers
+        self.headers = join_headers(raw_headers) if headers is None else headers
         self._query_params: dict[bytes, bytes] | None = None
 
     @property
@@ -67,8 +64,36 @@ class RequestHead:
         return self.path + b"?" + self.query if self.query else self.path
 
 
+def join_headers(raw_headers: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
+    """Values by name, repeated names joined with ``,`` in order."""
+    headers = dict(raw_headers)
+    if len(headers) == len(raw_headers):
+        return headers  # no repeated name: the common case, built in C
+    headers.clear()
+    for name, value in raw_headers:
+        if name in headers:
+            headers[name] = headers[name] + b"," + value
+        else:
+            headers[name] = value
+    return headers
+
+
+_HOSTS: dict[bytes, str] = {}
+"""``host_of`` results: a keep-alive stream repeats a handful of authorities."""
+_HOSTS_LIMIT = 1024
+
+
 def host_of(authority: bytes) -> str:
     """Lower-case host without the port: ``Example.COM:8080`` -> ``example.com``."""
+    host = _HOSTS.get(authority)
+    if host is None:
+        if len(_HOSTS) >= _HOSTS_LIMIT:
+            _HOSTS.clear()
+        host = _HOSTS[authority] = _host_of(authority)
+    return host
+
+
+def _host_of(authority: bytes) -> str:
     text = authority.decode("latin-1").lower()
     if text.startswith("["):
         end = text.find("]")

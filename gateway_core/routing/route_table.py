@@ -57,11 +57,14 @@ class VirtualHost:
     routes: tuple[RouteEntry, ...]
 
     def route(self, req: RequestHead) -> tuple[RouteEntry, RequestMatch | None] | None:
+        # ``RouteEntry.match`` inlined: this loop runs for every request.
         for entry in self.routes:
-            hit = entry.match(req)
-            if hit is None:
-                continue
-            return entry, (hit if isinstance(hit, RequestMatch) else None)
+            matches = entry.matches
+            if not matches:
+                return entry, None
+            for block in matches:
+                if block.matches(req):
+                    return entry, block
         return None
 
 
@@ -72,6 +75,8 @@ class RouteTable:
     exact: Mapping[str, VirtualHost] = field(default_factory=lambda: MappingProxyType({}))
     suffixes: tuple[tuple[str, VirtualHost], ...] = ()
     catch_all: VirtualHost | None = None
+    found: dict[str, VirtualHost | None] = field(default_factory=dict, repr=False)
+    """``find_virtual_host`` results by host: requests repeat a few hosts (bounded)."""
 
     @classmethod
     def build(cls, name: str, virtual_hosts: tuple[VirtualHost, ...]) -> RouteTable:
@@ -111,3 +116,18 @@ class RouteTable:
         if hit is None:
             return vh, None, None
         return vh, hit[0], hit[1]
+
+    def route_entry(self, req: RequestHead) -> tuple[RouteEntry | None, RequestMatch | None]:
+        """``route`` without the virtual host, for the data path."""
+        found = self.found
+        vh = found.get(req.host, _UNKNOWN)
+        if vh is _UNKNOWN:
+            if len(found) >= _FOUND_LIMIT:
+                found.clear()
+            vh = found[req.host] = self.find_virtual_host(req.host)
+        hit = vh.route(req) if vh is not None else None
+        return (None, None) if hit is None else hit
+
+
+_FOUND_LIMIT = 1024
+_UNKNOWN = VirtualHost("", (), ())

@@ -77,9 +77,9 @@ class GatewayRuntime:
         for warning in snapshot.warnings:
             _log.warning("%s", warning)
 
-    def observe(self, ex: Exchange) -> None:
-        """Per-request bookkeeping: metrics and the access-log line."""
-        duration = ex.down.loop.time() - ex.start
+    def observe(self, ex: Exchange, now: float) -> None:
+        """Per-request bookkeeping: metrics and the access-log line (``now``: loop time)."""
+        duration = now - ex.start
         flags = [f.value for f in ex.flags] if ex.flags else _NO_FLAGS
         self.metrics.record_request(ex.status, duration, flags)
         log = self.access_log

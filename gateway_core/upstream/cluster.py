@@ -157,6 +157,8 @@ class Cluster:
     # -- data path -------------------------------------------------------------------------
     def choose_host(self, ctx: LbContext) -> Host | None:
         host = self.lb.choose_host(ctx)
+        if not ctx.excluded:
+            return host
         if host is not None and host.key in ctx.excluded and len(self.hosts) > 1:
             # Envoy ``previous_hosts`` predicate: a few more picks to find an untried host.
             for _ in range(5):

@@ -41,6 +41,7 @@ class Overflow(Exception):
 class HostPool:
     __slots__ = (
         "_closing",
+        "_loop",
         "_sweeper",
         "cluster",
         "connecting",
@@ -69,12 +70,17 @@ class HostPool:
         self.waiters: collections.deque[PoolWaiter] = collections.deque()
         self._closing = False
         self._sweeper: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """Fetched once: ``asyncio.get_running_loop`` makes a getpid system call each time."""
 
     def acquire(self, waiter: PoolWaiter) -> None:
         """Hand ``waiter`` a connection now, later, or raise Overflow."""
-        while self.idle:
-            conn = self.idle.pop()
-            if conn.usable:
+        idle = self.idle
+        while idle:
+            conn = idle.pop()
+            transport = conn.transport
+            # ``conn.usable``, inlined: this runs for every request.
+            if not conn.closed and transport is not None and not transport.is_closing():
                 waiter.on_connection(conn)
                 return
             # Closing but not yet reported lost: ``on_closed`` will do its accounting.
@@ -105,7 +111,9 @@ class HostPool:
             self.cluster.pending_requests -= 1
             waiter.on_connection(conn)
             return
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         conn.idle_since = loop.time()
         self.idle.append(conn)
         if self._sweeper is None:

@@ -76,6 +76,11 @@ def test_nginx_proxy_does_the_same_work() -> None:
     assert "proxy_pass http://bench_p;" in plain
     assert "proxy_ssl" not in plain
     assert plain.startswith("user root;\n")
+    assert "access_log off;" in plain and "combined" not in plain
+    logged = configs.nginx_proxy(
+        Path("/w"), "p", 18080, Upstream(19001), access_log="/w/a.log", run_as_root=False
+    )
+    assert "access_log /w/a.log combined buffer=64k flush=50ms;" in logged
 
 
 @pytest.mark.skipif(NGINX is None, reason="nginx is not installed (apt-get install nginx-light)")
@@ -93,6 +98,14 @@ def test_nginx_accepts_generated_configs(tmp_path: Path) -> None:
             18443,
             Upstream(18444, tls=True, ca_file=str(certs / "ca.crt")),
             server_cert=(str(cred / "tls.crt"), str(cred / "tls.key")),
+            run_as_root=root,
+        ),
+        "log": configs.nginx_proxy(
+            tmp_path,
+            "log",
+            18445,
+            Upstream(19001),
+            access_log=str(tmp_path / "a.log"),
             run_as_root=root,
         ),
     }

@@ -50,7 +50,10 @@ class LeastRequestLoadBalancer:
 
     def choose_host(self, ctx: LbContext) -> Host | None:
         """The least loaded of the sampled hosts (P2C), or the EDF pick for unequal weights."""
-        if not self._hosts:
+        hosts = self._hosts
+        if len(hosts) == 1:
+            return hosts[0]  # also what sampling and candidates would give
+        if not hosts:
             return None
         if self._edf is not None:
             excluded = ctx.excluded
@@ -58,6 +61,10 @@ class LeastRequestLoadBalancer:
                 return self._edf.pick(self._step)
             return self._edf.pick(self._step, lambda h: h.key not in excluded)
         return self._pick_two(candidates(self._hosts, ctx.excluded))
+
+    def sole_host(self) -> Host | None:
+        """The host every pick returns when there is only one (picks then change nothing)."""
+        return self._hosts[0] if len(self._hosts) == 1 else None
 
     def _pick_two(self, hosts: Sequence[Host]) -> Host:
         count = len(hosts)

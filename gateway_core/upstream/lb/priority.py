@@ -32,6 +32,8 @@ from gateway_core.upstream.lb.factory import (
     build_load_balancer,
     build_weighted_hash_balancer,
 )
+from gateway_core.upstream.lb.least_request import LeastRequestLoadBalancer
+from gateway_core.upstream.lb.round_robin import RoundRobinLoadBalancer
 from gateway_core.upstream.lb.selection import EdfScheduler
 
 OVERPROVISIONING_FACTOR = 140
@@ -233,6 +235,11 @@ class PriorityLoadBalancer:
         self._loads = PriorityLoads((), (), (), False)
         self._levels: list[_Level] = []
         self._built: dict[tuple[object, ...], LoadBalancer] = {}
+        self._direct: LoadBalancer | None = None
+        """The balancer every pick goes to when there is nothing to decide above it."""
+        self._sole: Host | None = None
+        """The host every pick returns: one candidate, and a balancer whose picks are free of
+        side effects that matter (no random draw)."""
         self.update(hosts)
 
     def update(self, hosts: Sequence[Host] | None = None) -> None:
@@ -256,9 +263,19 @@ class PriorityLoadBalancer:
             self._build_level(level, self._loads.panic[i], previous)
             for i, level in enumerate(by_level)
         ]
+        self._direct = self._sole = None
+        if len(self._levels) == 1 and self._levels[0].scheduler is None:
+            only = self._levels[0]
+            self._direct = only.all_lb if only.all_lb is not None else only.healthy_lb
+            if isinstance(self._direct, LeastRequestLoadBalancer | RoundRobinLoadBalancer):
+                self._sole = self._direct.sole_host()
 
     def choose_host(self, ctx: LbContext) -> Host | None:
         """A host, or None when the chosen level has no candidate ("no healthy upstream")."""
+        if self._sole is not None:
+            return self._sole
+        if self._direct is not None:
+            return self._direct.choose_host(ctx)
         levels = self._levels
         if not levels:
             return None

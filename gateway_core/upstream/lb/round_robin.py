@@ -43,14 +43,23 @@ class RoundRobinLoadBalancer:
 
     def choose_host(self, ctx: LbContext) -> Host | None:
         """The next host in the weighted rotation; hosts in ``ctx.excluded`` are skipped."""
-        if not self._hosts:
+        hosts = self._hosts
+        if not hosts:
             return None
+        excluded = ctx.excluded
         if self._edf is not None:
-            excluded = ctx.excluded
             if not excluded:
                 return self._edf.pick()
             return self._edf.pick(accept=lambda h: h.key not in excluded)
-        return pick_avoiding(self._next, ctx.excluded, len(self._hosts))
+        if not excluded:
+            host = hosts[self._index % len(hosts)]  # ``_next``, inlined for the common case
+            self._index += 1
+            return host
+        return pick_avoiding(self._next, excluded, len(hosts))
+
+    def sole_host(self) -> Host | None:
+        """The host every pick returns when there is only one (its position never matters)."""
+        return self._hosts[0] if len(self._hosts) == 1 else None
 
     def _next(self) -> Host | None:
         host = self._hosts[self._index % len(self._hosts)]
