@@ -21,13 +21,26 @@ _LINE = (
     '"bytes_received":%d,"bytes_sent":%d,"request_id":%s,"client":%s}'
 )
 _str = encode_basestring_ascii
+_QUOTED_LIMIT = 4096
+"""At most this many remembered values (then the memo starts over)..."""
+_QUOTED_MAX_LEN = 256
+"""...each at most this long, so client-chosen authorities bound it to about 2 MB."""
+
+
+def _remember(quoted: dict[str | bytes, str], value: str | bytes) -> str:
+    text = value.decode("latin-1") if isinstance(value, bytes) else value
+    encoded: str = _str(text)
+    if len(value) <= _QUOTED_MAX_LEN:
+        quoted[value] = encoded
+    return encoded
+
 
 FLUSH_INTERVAL = 0.05
 FLUSH_LINES = 256
 
 
 class AccessLog:
-    __slots__ = ("_buffer", "_handle", "_loop", "_timer", "enabled")
+    __slots__ = ("_buffer", "_handle", "_loop", "_quoted", "_timer", "enabled")
 
     def __init__(self, target: str = "-") -> None:
         """``target``: ``-`` for stdout, ``off`` to disable, or a file path (appended)."""
@@ -36,6 +49,8 @@ class AccessLog:
         if self.enabled:
             self._handle = sys.stdout if target == "-" else open(target, "a", encoding="utf-8")  # noqa: SIM115
         self._buffer: list[str] = []
+        self._quoted: dict[str | bytes, str] = {}
+        """JSON-quoted forms of the fields that repeat across requests (hosts, routes)."""
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -61,22 +76,25 @@ class AccessLog:
             return
         # One format string and C-level string escaping: a json.dumps of a dict costs several
         # times more, on every request.
+        quoted = self._quoted
+        if len(quoted) > _QUOTED_LIMIT:
+            quoted.clear()
         line = _LINE % (
             time.time(),
-            _str(method.decode("latin-1")),
-            _str(authority.decode("latin-1")),
+            quoted.get(method) or _remember(quoted, method),
+            quoted.get(authority) or _remember(quoted, authority),
             _str(path.decode("latin-1")),
             status,
-            _str(flags),
+            quoted.get(flags) or _remember(quoted, flags),
             duration * 1000,
-            _str(upstream_host),
-            _str(cluster),
-            _str(route),
+            quoted.get(upstream_host) or _remember(quoted, upstream_host),
+            quoted.get(cluster) or _remember(quoted, cluster),
+            quoted.get(route) or _remember(quoted, route),
             attempts,
             bytes_received,
             bytes_sent,
             _str(request_id.decode("latin-1")),
-            _str(client),
+            quoted.get(client) or _remember(quoted, client),
         )
         self._buffer.append(line)
         if len(self._buffer) >= FLUSH_LINES:

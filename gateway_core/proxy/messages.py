@@ -5,6 +5,7 @@ from __future__ import annotations
 from http import HTTPStatus
 
 from gateway_core.proxy.headers import (
+    fields_text,
     forwarded_fields,
     response_fields,
     serialize_request,
@@ -91,8 +92,8 @@ def request_head(
     else:
         path = upstream_target(req, entry, match)
     parts = [req.method, b" ", path, b" HTTP/1.1\r\nhost: ", authority, b"\r\n"]
-    for name, value in kept:
-        parts += (name, b": ", value, b"\r\n")
+    if kept:
+        parts += (fields_text(kept), b"\r\n")
     parts += (
         b"x-forwarded-for: ", xff,
         b"\r\nx-forwarded-proto: ", xfp,
@@ -180,10 +181,10 @@ def response_head(
     if entry is not None and entry.response_headers is not None:
         headers = entry.response_headers.apply(headers)
     parts = [_STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status]
-    for name, value in headers:
-        parts += (name, b": ", value, b"\r\n")
-    for name, value in extra:
-        parts += (name, b": ", value, b"\r\n")
+    if headers:
+        parts += (fields_text(headers), b"\r\n")
+    if extra:
+        parts += (fields_text(extra), b"\r\n")
     if framing == "length" or (framing == "none" and head_request):
         if length is not None:
             parts += (b"content-length: ", length, b"\r\n")

@@ -198,10 +198,6 @@ class UpstreamConnection(asyncio.Protocol):
         if sink is not None:
             sink.on_upstream_lost(True)
 
-    def on_message_begin(self) -> None:
-        self._headers = []
-        self._hsize = 0
-
     def on_header(self, name: bytes, value: bytes) -> None:
         self._hsize += len(name) + len(value) + 4
         self._headers.append((name.lower(), value))
@@ -225,6 +221,7 @@ class UpstreamConnection(asyncio.Protocol):
         if framing == "none" and self._expect_no_body and status != 101:
             # A HEAD response: llhttp would wait for Content-Length bytes that never come.
             self.parser = httptools.HttpResponseParser(self)
+            self._next_message()
             self._finish(keep_alive)
 
     def on_body(self, data: bytes) -> None:
@@ -233,11 +230,19 @@ class UpstreamConnection(asyncio.Protocol):
             sink.on_response_body(data)
 
     def on_message_complete(self) -> None:
+        self._headers = []  # ``_next_message``, inlined
+        self._hsize = 0
         status = self._status
         # Interim responses end here; a 101 continues as a tunnel (HttpParserUpgrade follows).
         if status < 200 or self.sink is None:
             return
         self._finish(self.parser.should_keep_alive())
+
+    def _next_message(self) -> None:
+        """The next message's head starts empty. Done at the end of each message rather than
+        in an ``on_message_begin`` callback, which would cost a call per response."""
+        self._headers = []
+        self._hsize = 0
 
     def _finish(self, keep_alive: bool) -> None:
         sink, self.sink = self.sink, None

@@ -75,3 +75,19 @@ def test_off_writes_nothing() -> None:
     log = AccessLog("off")
     _record(log)
     assert not log.enabled
+
+
+async def test_repeated_and_varying_values_are_logged_exactly(tmp_path: Path) -> None:
+    """Quoted forms of repeating fields are remembered: many distinct authorities (more
+    than the memo holds, and longer than it keeps) and repeats each log their own value."""
+    path = tmp_path / "access.log"
+    log = AccessLog(str(path))
+    authorities = [f"h{i}.example.com".encode() for i in range(5000)]
+    authorities += [b"x" * 300, b"x" * 300, b"h1.example.com"]
+    for authority in authorities:
+        _record(log, authority=authority, route=authority.decode()[:40])
+    log.close()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [entry["authority"].encode() for entry in lines] == authorities
+    assert [entry["route"] for entry in lines] == [a.decode()[:40] for a in authorities]
+    assert {entry["method"] for entry in lines} == {"GET"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from gateway_core.observability.metrics import ClusterSample, GatewayMetrics
+from gateway_core.observability.metrics import FOLD_EVERY, ClusterSample, GatewayMetrics
 
 
 def test_requests_flags_and_clusters_are_exposed() -> None:
@@ -53,3 +53,35 @@ def test_registries_are_independent() -> None:
         'gateway_downstream_rq_total{code_class="2xx",tier="tier2"} 0.0'
         in generate_latest(b).decode()
     )
+
+
+def test_batched_counts_match_one_by_one() -> None:
+    """Requests are counted in batches: across and below the batch size, and for statuses
+    outside 100-599, the scrape shows exactly what was recorded."""
+    registry = CollectorRegistry()
+    metrics = GatewayMetrics(registry, "tier1")
+    total = FOLD_EVERY + 7  # one full batch plus a partial one folded by the scrape
+    for i in range(total):
+        metrics.record_request(200 if i % 2 else 302, 0.0002 if i % 3 else 0.2, [])
+    metrics.record_request(999, 30.0, [])
+    text = generate_latest(registry).decode()
+    twos = total // 2
+    assert f'gateway_downstream_rq_total{{code_class="2xx",tier="tier1"}} {float(twos)}' in text
+    threes = total - twos
+    assert f'gateway_downstream_rq_total{{code_class="3xx",tier="tier1"}} {float(threes)}' in text
+    assert 'gateway_downstream_rq_total{code_class="5xx",tier="tier1"} 1.0' in text
+    fast = sum(1 for i in range(total) if i % 3)
+    assert (
+        f'gateway_downstream_rq_time_seconds_bucket{{le="0.0005",tier="tier1"}} {float(fast)}'
+        in text
+    )
+    assert (
+        f'gateway_downstream_rq_time_seconds_bucket{{le="10.0",tier="tier1"}} {float(total)}'
+        in text
+    )
+    assert f'gateway_downstream_rq_time_seconds_count{{tier="tier1"}} {float(total + 1)}' in text
+    expected_sum = sum(0.0002 if i % 3 else 0.2 for i in range(total)) + 30.0
+    line = next(
+        x for x in text.splitlines() if x.startswith("gateway_downstream_rq_time_seconds_sum")
+    )
+    assert abs(float(line.split()[-1]) - expected_sum) < 1e-9

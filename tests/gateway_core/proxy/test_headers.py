@@ -97,6 +97,16 @@ def test_request_id_is_uuid4() -> None:
     assert first != second
 
 
+def test_request_ids_stay_uuid4_across_batches() -> None:
+    """Ids come in batches of 256: over several batches each is a version-4 UUID with the
+    RFC 4122 variant, and none repeats."""
+    pattern = re.compile(rb"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+    ids = [new_request_id() for _ in range(1000)]
+    assert all(pattern.match(i) for i in ids)
+    assert len(set(ids)) == len(ids)
+    assert {i[19:20] for i in ids} == {b"8", b"9", b"a", b"b"}
+
+
 def test_serialize_request() -> None:
     """Requests go out as HTTP/1.1 with CRLF line ends."""
     head = serialize_request(b"GET", b"/x", [(b"host", b"h"), (b"a", b"b")])
