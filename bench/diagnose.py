@@ -19,7 +19,7 @@ from bench.topology import BenchPath
 from bench.wrk import RunResult
 
 Runner = Callable[[BenchPath, float], RunResult]
-SYSCALL_KEYS = ("b-ours", "b-nginx", "c-ours-plain", "c-nginx-plain")
+SYSCALL_KEYS = ("b-ours", "b-ours-log", "b-nginx", "c-ours-plain", "c-nginx-plain")
 STRACE_SECONDS = 3.0
 ATTACH_PAUSE = 0.5
 
