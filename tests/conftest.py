@@ -11,6 +11,31 @@ import pytest
 from gateway_lab.demo_pod import PodConfig, bound_port, start_pod
 from tests.helpers import GatewayHarness, PodHandle
 
+_MEASURED = pytest.StashKey[list[tuple[str, str]]]()
+
+
+@pytest.fixture
+def measured(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """Report what a test measured (request counts, timings, shares): the lines are printed
+    in a "measured by the tests" section at the end of the run, even when it passes."""
+    lines = request.config.stash.setdefault(_MEASURED, [])
+
+    def report(text: str) -> None:
+        lines.append((request.node.nodeid, text))
+
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    lines = terminalreporter.config.stash.get(_MEASURED, [])
+    if not lines:
+        return
+    terminalreporter.section("measured by the tests")
+    for nodeid, text in lines:
+        terminalreporter.write_line(nodeid)
+        for line in text.rstrip().splitlines():
+            terminalreporter.write_line(f"    {line}")
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:

@@ -8,6 +8,7 @@ at ~4 standard deviations, 600 put failover's ±8 points at ~3.9.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import pytest
 
@@ -17,17 +18,24 @@ from tests.lab.labkit import RunningLab
 pytestmark = pytest.mark.lab
 
 
-def scenario(lab: RunningLab, name: str, *args: str) -> str:
-    result = lab.cli("scenario", name, *args)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
-    assert f"scenario {name}: PASS" in output
-    return output
+@pytest.fixture
+def scenario(lab: RunningLab, measured: Callable[[str], None]) -> Callable[..., str]:
+    """Run ``gateway-lab scenario NAME ARGS``; its output is reported with the run's results."""
+
+    def run(name: str, *args: str) -> str:
+        result = lab.cli("scenario", name, *args)
+        output = result.stdout + result.stderr
+        measured(output)
+        assert result.returncode == 0, output
+        assert f"scenario {name}: PASS" in output
+        return output
+
+    return run
 
 
-def test_canary_splits_follow_the_override(lab: RunningLab) -> None:
+def test_canary_splits_follow_the_override(lab: RunningLab, scenario: Callable[..., str]) -> None:
     """90/10, 50/50 and 0/100 each measured within tolerance; the override is removed."""
-    output = scenario(lab, "canary", "--requests", "800")
+    output = scenario("canary", "--requests", "800")
     for split in ("90/10", "50/50", "0/100"):
         row = re.search(rf"^{split}\s+\S+s\s+(\d+)\s+(\d+)\s+(\d+)\s.*\s(ok|OFF)$", output, re.M)
         assert row is not None, output
@@ -37,16 +45,18 @@ def test_canary_splits_follow_the_override(lab: RunningLab) -> None:
     assert not (lab.workdir / "overrides" / "cluster-2" / "canary-helloworld.yaml").exists()
 
 
-def test_sticky_cookie_pins_a_pod(lab: RunningLab) -> None:
+def test_sticky_cookie_pins_a_pod(lab: RunningLab, scenario: Callable[..., str]) -> None:
     """20 requests with the generated cookie reach one pod; without it all 3 pods serve."""
-    output = scenario(lab, "sticky")
+    output = scenario("sticky")
     assert re.search(r"with the cookie: 20/20 on echo-v1-\d: ok", output)
     assert "without it: 3/3 pods used: ok" in output
 
 
-def test_failover_follows_envoy_priority_math(lab: RunningLab) -> None:
+def test_failover_follows_envoy_priority_math(
+    lab: RunningLab, scenario: Callable[..., str]
+) -> None:
     """Each step's local share is within 8 points of min(100, 140*healthy//14); none fail."""
-    output = scenario(lab, "failover", "--requests", "600")
+    output = scenario("failover", "--requests", "600")
     rows = re.findall(
         r"^(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+([\d.]+)\s+(\d+)\s+[\d.]+\s+\d+\s+(ok|OFF)\s",
         output,
@@ -63,9 +73,11 @@ def test_failover_follows_envoy_priority_math(lab: RunningLab) -> None:
     assert "restored: P0 14/14 load 100 | P1 4/4 load 0" in output
 
 
-def test_gateway_loss_moves_traffic_without_failures_after_detection(lab: RunningLab) -> None:
+def test_gateway_loss_moves_traffic_without_failures_after_detection(
+    lab: RunningLab, scenario: Callable[..., str]
+) -> None:
     """Killing cluster-1's Tier-2 moves /user to cluster-2; no GET fails after detection."""
-    output = scenario(lab, "gateway-loss")
+    output = scenario("gateway-loss")
     counts = re.search(r"failed before detection: (\d+); failed after detection: (\d+)", output)
     assert counts is not None, output
     assert int(counts.group(2)) == 0

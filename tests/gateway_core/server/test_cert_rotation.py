@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -52,7 +53,9 @@ async def served_serial(port: int, ca: Path) -> int:
     return int(x509.load_der_x509_certificate(der).serial_number)
 
 
-async def test_rotation_under_load_serves_new_serial_and_drops_nothing(tmp_path: Path) -> None:
+async def test_rotation_under_load_serves_new_serial_and_drops_nothing(
+    tmp_path: Path, measured: Callable[[str], None]
+) -> None:
     """After rotation new handshakes get the new serial; no request or handshake fails."""
     certs = tmp_path / "certs"
     generate_lab_certs(certs)
@@ -103,7 +106,7 @@ async def test_rotation_under_load_serves_new_serial_and_drops_nothing(tmp_path:
             assert len(reused) == 1
     finally:
         gw.stop()
-    print(
+    measured(
         f"rotation test: {load.total} requests over fresh TLS connections, "
         f"statuses {dict(load.statuses)}, errors {dict(load.errors)}, "
         f"serial {old_serial:x} -> {new_cert.serial_number:x}"

@@ -105,7 +105,7 @@ spec:
 
 
 async def test_sigterm_one_tier2_under_load_fails_no_request(
-    tmp_path: Path, pods: Callable[..., Any]
+    tmp_path: Path, pods: Callable[..., Any], measured: Callable[[str], None]
 ) -> None:
     """Readiness fails first, Tier-1 moves away, the drained gateway exits 0, zero failures."""
     certs = tmp_path / "certs"
@@ -166,7 +166,7 @@ async def test_sigterm_one_tier2_under_load_fails_no_request(
     finally:
         for gw in gateways.values():
             gw.stop()
-    print(
+    measured(
         f"drain test: {load.total} requests ({load.total - before} after SIGTERM), "
         f"statuses {dict(load.statuses)}, errors {dict(load.errors)}, "
         f"unhealthy at Tier-1 after {detected:.2f}s, exit {exit_code} after {exited:.2f}s, "

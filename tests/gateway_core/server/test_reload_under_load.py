@@ -70,7 +70,7 @@ spec:
 
 
 async def test_twenty_reloads_under_load_drop_nothing(
-    tmp_path: Path, pods: Callable[..., Any]
+    tmp_path: Path, pods: Callable[..., Any], measured: Callable[[str], None]
 ) -> None:
     """20 reloads (one invalid) under constant load: zero non-2xx, new weights take effect."""
     v1 = await pods("echo", version="v1", pod="pod-v1")
@@ -106,7 +106,7 @@ async def test_twenty_reloads_under_load_drop_nothing(
         metrics = await _metrics(gw)
     finally:
         gw.stop()
-    print(
+    measured(
         f"reload test: {load.total} requests, statuses {dict(load.statuses)}, "
         f"errors {dict(load.errors)}, {len(versions_seen) - 1} reloads applied, "
         f"final split {dict(collections.Counter(final))}"
