@@ -15,24 +15,20 @@ import time
 from json.encoder import encode_basestring_ascii
 from typing import IO
 
+from gateway_core.utils.memo import BoundedMemo
+
 _LINE = (
     '{"ts":%.3f,"method":%s,"authority":%s,"path":%s,"status":%d,"flags":%s,'
     '"duration_ms":%.3f,"upstream_host":%s,"cluster":%s,"route":%s,"attempts":%d,'
     '"bytes_received":%d,"bytes_sent":%d,"request_id":%s,"client":%s}'
 )
 _str = encode_basestring_ascii
-_QUOTED_LIMIT = 4096
-"""At most this many remembered values (then the memo starts over)..."""
-_QUOTED_MAX_LEN = 256
-"""...each at most this long, so client-chosen authorities bound it to about 2 MB."""
 
 
-def _remember(quoted: dict[str | bytes, str], value: str | bytes) -> str:
-    text = value.decode("latin-1") if isinstance(value, bytes) else value
-    encoded: str = _str(text)
-    if len(value) <= _QUOTED_MAX_LEN:
-        quoted[value] = encoded
-    return encoded
+def _quote(value: str | bytes) -> str:
+    """``value`` as a JSON string (bytes read as Latin-1, so every byte survives)."""
+    quoted: str = _str(value.decode("latin-1") if isinstance(value, bytes) else value)
+    return quoted
 
 
 FLUSH_INTERVAL = 0.05
@@ -49,7 +45,7 @@ class AccessLog:
         if self.enabled:
             self._handle = sys.stdout if target == "-" else open(target, "a", encoding="utf-8")  # noqa: SIM115
         self._buffer: list[str] = []
-        self._quoted: dict[str | bytes, str] = {}
+        self._quoted: BoundedMemo[str | bytes, str] = BoundedMemo(_quote, entries=4096, max_key=256)
         """JSON-quoted forms of the fields that repeat across requests (hosts, routes)."""
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -77,24 +73,22 @@ class AccessLog:
         # One format string and C-level string escaping: a json.dumps of a dict costs several
         # times more, on every request.
         quoted = self._quoted
-        if len(quoted) > _QUOTED_LIMIT:
-            quoted.clear()
         line = _LINE % (
             time.time(),
-            quoted.get(method) or _remember(quoted, method),
-            quoted.get(authority) or _remember(quoted, authority),
+            quoted[method],
+            quoted[authority],
             _str(path.decode("latin-1")),
             status,
-            quoted.get(flags) or _remember(quoted, flags),
+            quoted[flags],
             duration * 1000,
-            quoted.get(upstream_host) or _remember(quoted, upstream_host),
-            quoted.get(cluster) or _remember(quoted, cluster),
-            quoted.get(route) or _remember(quoted, route),
+            quoted[upstream_host],
+            quoted[cluster],
+            quoted[route],
             attempts,
             bytes_received,
             bytes_sent,
             _str(request_id.decode("latin-1")),
-            quoted.get(client) or _remember(quoted, client),
+            quoted[client],
         )
         self._buffer.append(line)
         if len(self._buffer) >= FLUSH_LINES:

@@ -12,6 +12,7 @@ import os
 import re
 
 from gateway_core.routing.actions import HeaderList
+from gateway_core.utils.memo import BoundedMemo
 
 HOP_BY_HOP = frozenset(
     {
@@ -52,23 +53,28 @@ SERVER_NAME = b"multicluster-gateway"
 _REQUEST_DROP = HOP_BY_HOP | _GATEWAY_SET | {b"content-length"}
 _RESPONSE_DROP = HOP_BY_HOP | {b"content-length", b"server"}
 _NO_TOKENS: frozenset[bytes] = frozenset()
-_TOKENS: dict[bytes, frozenset[bytes]] = {}
-"""``connection_tokens`` results: peers send the same few Connection values over and over."""
-_EXTRA: dict[tuple[bytes, frozenset[bytes]], frozenset[bytes]] = {}
-"""``_without_tokens``: the tokens of a value that a drop set does not cover already."""
-_MEMO_LIMIT = 256
+
+
+def _tokens(value: bytes) -> frozenset[bytes]:
+    return frozenset(t.strip().lower() for t in value.split(b",") if t.strip()) - _PROTECTED
+
+
+_TOKENS: BoundedMemo[bytes, frozenset[bytes]] = BoundedMemo(_tokens, entries=256)
+"""Peers send the same few Connection values over and over."""
 
 
 def connection_tokens(value: bytes | None) -> frozenset[bytes]:
-    if not value:
-        return _NO_TOKENS
-    tokens = _TOKENS.get(value)
-    if tokens is None:
-        if len(_TOKENS) >= _MEMO_LIMIT:
-            _TOKENS.clear()
-        tokens = frozenset(t.strip().lower() for t in value.split(b",") if t.strip()) - _PROTECTED
-        _TOKENS[value] = tokens
-    return tokens
+    """The field names a Connection value lists, lower case, minus those it may never name."""
+    return _TOKENS[value] if value else _NO_TOKENS
+
+
+# What a Connection value names beyond each drop set (often nothing: ``keep-alive``, ``close``).
+_REQUEST_EXTRA: BoundedMemo[bytes, frozenset[bytes]] = BoundedMemo(
+    lambda value: _TOKENS[value] - _REQUEST_DROP, entries=256
+)
+_RESPONSE_EXTRA: BoundedMemo[bytes, frozenset[bytes]] = BoundedMemo(
+    lambda value: _TOKENS[value] - _RESPONSE_DROP, entries=256
+)
 
 
 _VERSION = bytes((b & 0x0F) | 0x40 for b in range(256))
@@ -145,7 +151,7 @@ def forwarded_fields(
             continue
         kept.append(field)
     return (
-        _without_tokens(kept, connection, drop) if connection else kept,
+        _without(kept, _REQUEST_EXTRA[connection]) if connection else kept,
         xff + b", " + client_ip if xff else client_ip,
         xfp or scheme,  # the trusted hop's values, else this connection's
         xfh or original_authority,
@@ -201,20 +207,14 @@ def response_fields(raw: HeaderList) -> tuple[HeaderList, bytes | None]:
                 connection = field[1]
             continue
         out.append(field)
-    return (_without_tokens(out, connection, drop) if connection else out), length
+    return (_without(out, _RESPONSE_EXTRA[connection]) if connection else out), length
 
 
-def _without_tokens(fields: HeaderList, connection: bytes, dropped: frozenset[bytes]) -> HeaderList:
-    """``fields`` (what ``dropped`` left) without those the first Connection header names.
-    Filtering after the fact is the same as before: tokens never name a field the gateway
-    adds (``_PROTECTED``). ``Connection: keep-alive`` or ``close`` usually name nothing left."""
-    key = (connection, dropped)
-    extra = _EXTRA.get(key)
-    if extra is None:
-        if len(_EXTRA) >= _MEMO_LIMIT:
-            _EXTRA.clear()
-        extra = _EXTRA[key] = connection_tokens(connection) - dropped
-    return [f for f in fields if f[0] not in extra] if extra else fields
+def _without(fields: HeaderList, named: frozenset[bytes]) -> HeaderList:
+    """``fields`` without those a Connection header names (``named``, beyond the drop set that
+    already left them out). Filtering after the fact is the same as before: names never include
+    a field the gateway adds (``_PROTECTED``)."""
+    return [f for f in fields if f[0] not in named] if named else fields
 
 
 def serialize_request(method: bytes, target: bytes, headers: HeaderList) -> bytes:

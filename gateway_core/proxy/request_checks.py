@@ -14,6 +14,7 @@ import re
 import httptools
 
 from gateway_core.proxy.normalize import BadTarget, split_target
+from gateway_core.utils.memo import BoundedMemo
 
 HeaderList = list[tuple[bytes, bytes]]
 
@@ -79,7 +80,7 @@ def _authority(
     if host is None and http11:
         raise BadRequest(400, b"missing Host header\n")
     authority = default if host is None else host
-    if not valid_authority(authority):
+    if not _VALID[authority]:
         raise BadRequest(400, b"invalid Host header\n")
     if method == b"CONNECT":
         raise BadRequest(405, b"CONNECT is not supported\n")
@@ -105,22 +106,8 @@ def _framing(coding: bytes | None, length: bytes | None, http11: bool) -> str:
     return "chunked"
 
 
-_VALID: dict[bytes, bool] = {}
-"""``valid_authority`` results: clients repeat the same few Host values."""
-_VALID_LIMIT = 1024
-
-
 def valid_authority(authority: bytes) -> bool:
     """``uri-host [":" port]``: no whitespace, comma, ``@``, slash or backslash; port 1-65535."""
-    valid = _VALID.get(authority)
-    if valid is None:
-        if len(_VALID) >= _VALID_LIMIT:
-            _VALID.clear()
-        valid = _VALID[authority] = _valid_authority(authority)
-    return valid
-
-
-def _valid_authority(authority: bytes) -> bool:
     if not authority or _BAD_HOST.search(authority):
         return False
     rest = authority[authority.find(b"]") + 1 :] if authority.startswith(b"[") else authority
@@ -128,6 +115,10 @@ def _valid_authority(authority: bytes) -> bool:
     if not sep:
         return True
     return port.isdigit() and len(port) <= 5 and 0 < int(port) <= 65535
+
+
+_VALID: BoundedMemo[bytes, bool] = BoundedMemo(valid_authority)
+"""``valid_authority``, remembered: clients repeat the same few Host values."""
 
 
 def request_target(
@@ -150,7 +141,7 @@ def request_target(
     except (httptools.HttpParserInvalidURLError, BadTarget):
         raise BadRequest(400, b"invalid request target\n") from None
     authority = parsed.host + (b":%d" % parsed.port if parsed.port else b"")
-    if not valid_authority(authority):
+    if not _VALID[authority]:
         raise BadRequest(400, b"invalid request target\n")
     headers[:] = [(n, v) for n, v in headers if n != b"host"] + [(b"host", authority)]
     return path, query, authority

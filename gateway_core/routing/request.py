@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from urllib.parse import unquote_to_bytes
 
+from gateway_core.utils.memo import BoundedMemo
+
 
 class RequestHead:
     """One downstream request as the router sees it. Built once per request."""
@@ -44,7 +46,7 @@ class RequestHead:
         self.path = path
         self.query = query
         self.authority = authority
-        self.host = _HOSTS.get(authority) or host_of(authority)
+        self.host = _HOSTS[authority]
         self.scheme = scheme
         self.port = port
         self.raw_headers = raw_headers
@@ -78,28 +80,18 @@ def join_headers(raw_headers: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
     return headers
 
 
-_HOSTS: dict[bytes, str] = {}
-"""``host_of`` results: a keep-alive stream repeats a handful of authorities."""
-_HOSTS_LIMIT = 1024
-
-
 def host_of(authority: bytes) -> str:
     """Lower-case host without the port: ``Example.COM:8080`` -> ``example.com``."""
-    host = _HOSTS.get(authority)
-    if host is None:
-        if len(_HOSTS) >= _HOSTS_LIMIT:
-            _HOSTS.clear()
-        host = _HOSTS[authority] = _host_of(authority)
-    return host
-
-
-def _host_of(authority: bytes) -> str:
     text = authority.decode("latin-1").lower()
     if text.startswith("["):
         end = text.find("]")
         return text[: end + 1] if end > 0 else text
     colon = text.rfind(":")
     return text[:colon] if colon >= 0 else text
+
+
+_HOSTS: BoundedMemo[bytes, str] = BoundedMemo(host_of)
+"""``host_of``, remembered: a keep-alive stream repeats a handful of authorities."""
 
 
 def parse_query(query: bytes) -> dict[bytes, bytes]:

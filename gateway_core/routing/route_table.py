@@ -21,6 +21,7 @@ from gateway_core.routing.actions import (
 )
 from gateway_core.routing.matchers import RequestMatch
 from gateway_core.routing.request import RequestHead
+from gateway_core.utils.memo import BoundedMemo
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -75,8 +76,11 @@ class RouteTable:
     exact: Mapping[str, VirtualHost] = field(default_factory=lambda: MappingProxyType({}))
     suffixes: tuple[tuple[str, VirtualHost], ...] = ()
     catch_all: VirtualHost | None = None
-    found: dict[str, VirtualHost | None] = field(default_factory=dict, repr=False)
-    """``find_virtual_host`` results by host: requests repeat a few hosts (bounded)."""
+    found: BoundedMemo[str, VirtualHost | None] = field(init=False, repr=False)
+    """``find_virtual_host``, remembered: requests repeat a few hosts."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "found", BoundedMemo(self.find_virtual_host))
 
     @classmethod
     def build(cls, name: str, virtual_hosts: tuple[VirtualHost, ...]) -> RouteTable:
@@ -119,15 +123,6 @@ class RouteTable:
 
     def route_entry(self, req: RequestHead) -> tuple[RouteEntry | None, RequestMatch | None]:
         """``route`` without the virtual host, for the data path."""
-        found = self.found
-        vh = found.get(req.host, _UNKNOWN)
-        if vh is _UNKNOWN:
-            if len(found) >= _FOUND_LIMIT:
-                found.clear()
-            vh = found[req.host] = self.find_virtual_host(req.host)
+        vh = self.found[req.host]
         hit = vh.route(req) if vh is not None else None
         return (None, None) if hit is None else hit
-
-
-_FOUND_LIMIT = 1024
-_UNKNOWN = VirtualHost("", (), ())
