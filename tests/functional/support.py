@@ -292,16 +292,25 @@ spec:
 """
 
 
-def gateway_yaml(port: int, *, hosts: str = '["*"]', extra_servers: str = "") -> str:
+def gateway_yaml(
+    port: int, *, hosts: str = '["*"]', extra_servers: str = "", credential: str | None = None
+) -> str:
+    """Gateway ``gw`` with one server on ``port``: HTTP, or HTTPS (``SIMPLE`` TLS with the
+    ``credentialName`` files) when ``credential`` is given."""
+    if credential is None:
+        server = f"  - port: {{number: {port}, name: http, protocol: HTTP}}\n    hosts: {hosts}\n"
+    else:
+        server = (
+            f"  - port: {{number: {port}, name: https, protocol: HTTPS}}\n    hosts: {hosts}\n"
+            f"    tls: {{mode: SIMPLE, credentialName: {credential}}}\n"
+        )
     return f"""---
 apiVersion: networking.istio.io/v1
 kind: Gateway
 metadata: {{name: gw}}
 spec:
   servers:
-  - port: {{number: {port}, name: http, protocol: HTTP}}
-    hosts: {hosts}
-{extra_servers}"""
+{server}{extra_servers}"""
 
 
 def config(
@@ -312,9 +321,11 @@ def config(
     vs_hosts: str = '["*"]',
     extra: str = "",
     labels: dict[str, list[dict[str, str]]] | None = None,
+    gateway_hosts: str = '["*"]',
+    credential: str | None = None,
 ) -> str:
-    """A Gateway on ``port``, one VirtualService with ``http_rules`` (YAML list items indented
-    by two spaces) and a STATIC ServiceEntry per service host."""
+    """A Gateway on ``port`` (``gateway_yaml``), one VirtualService with ``http_rules`` (YAML
+    list items indented by two spaces) and a STATIC ServiceEntry per service host."""
     vs = f"""---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -328,7 +339,8 @@ spec:
     entries = "".join(
         service_entry(h, p, labels=(labels or {}).get(h)) for h, p in services.items()
     )
-    return gateway_yaml(port) + vs + entries + extra
+    gateway = gateway_yaml(port, hosts=gateway_hosts, credential=credential)
+    return gateway + vs + entries + extra
 
 
 def lab_certs(directory: Path) -> Path:

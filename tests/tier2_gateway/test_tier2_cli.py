@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
+from tests.functional.support import config
 
 REPO = Path(__file__).resolve().parents[2]
 LAB = REPO / "deploy" / "lab"
@@ -86,28 +87,10 @@ def test_explain_reports_no_route() -> None:
 
 
 def _write_gateway_config(tmp_path: Path, port: int) -> Path:
-    config = tmp_path / "gw.yaml"
-    config.write_text(
-        f"""
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {{name: gw}}
-spec:
-  servers:
-  - port: {{number: {port}, name: http, protocol: HTTP}}
-    hosts: ["*"]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: vs}}
-spec:
-  hosts: ["*"]
-  gateways: [gw]
-  http:
-  - directResponse: {{status: 200, body: {{string: "hello from the gateway"}}}}
-"""
-    )
-    return config
+    config_file = tmp_path / "gw.yaml"
+    rule = '  - directResponse: {status: 200, body: {string: "hello from the gateway"}}'
+    config_file.write_text(config(port, rule, {}))
+    return config_file
 
 
 def _wait_ready(admin: int, proc: subprocess.Popen[str], timeout: float = 20) -> None:

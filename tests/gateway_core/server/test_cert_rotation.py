@@ -19,27 +19,20 @@ from cryptography import x509
 
 from certs.generate import generate_lab_certs, rotate_credential
 from tests.conftest import free_port
+from tests.functional.support import config
 from tests.gateway_core.server.ops_testkit import GatewayProcess, constant_load, wait_for
 
-CONFIG = """
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {{name: gw}}
-spec:
-  servers:
-  - port: {{number: {port}, name: https, protocol: HTTPS}}
-    hosts: [httpbin.example.com]
-    tls: {{mode: SIMPLE, credentialName: httpbin-credential}}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: vs}}
-spec:
-  hosts: [httpbin.example.com]
-  gateways: [gw]
-  http:
-  - directResponse: {{status: 200, body: {{string: "ok"}}}}
-"""
+
+def https_config(port: int) -> str:
+    """One HTTPS server for httpbin.example.com answering 200 "ok" itself."""
+    return config(
+        port,
+        '  - directResponse: {status: 200, body: {string: "ok"}}',
+        {},
+        vs_hosts="[httpbin.example.com]",
+        gateway_hosts="[httpbin.example.com]",
+        credential="httpbin-credential",
+    )
 
 
 async def served_serial(port: int, ca: Path) -> int:
@@ -62,7 +55,7 @@ async def test_rotation_under_load_serves_new_serial_and_drops_nothing(
     ca = certs / "ca.crt"
     port, admin = free_port(), free_port()
     cfg = tmp_path / "gw.yaml"
-    cfg.write_text(CONFIG.format(port=port))
+    cfg.write_text(https_config(port))
     gw = GatewayProcess(
         "tier2",
         [cfg],

@@ -18,6 +18,7 @@ from typing import Any
 
 from certs.generate import generate_lab_certs
 from tests.conftest import free_port
+from tests.functional.support import config
 from tests.gateway_core.server.ops_testkit import (
     GatewayProcess,
     admin_json,
@@ -25,56 +26,25 @@ from tests.gateway_core.server.ops_testkit import (
     wait_for,
 )
 
-TIER2 = """
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {{name: gw}}
-spec:
-  servers:
-  - port: {{number: {port}, name: https, protocol: HTTPS}}
-    hosts: [bookinfo.example.com]
-    tls: {{mode: SIMPLE, credentialName: tier2-credential}}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: vs}}
-spec:
-  hosts: [bookinfo.example.com]
-  gateways: [gw]
-  http:
-  - route: [{{destination: {{host: pod.local}}}}]
+
+def tier2_config(port: int, name: str, pod: int) -> str:
+    """HTTPS for bookinfo.example.com, routed to one pod; responses name this gateway."""
+    rules = f"""  - route: [{{destination: {{host: pod.local}}}}]
     headers:
       response:
-        set: {{x-served-by: {name}}}
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: pod}}
-spec:
-  hosts: [pod.local]
-  ports: [{{number: 80, name: http, protocol: HTTP}}]
-  resolution: STATIC
-  endpoints: [{{address: 127.0.0.1, ports: {{http: {pod}}}}}]
-"""
+        set: {{x-served-by: {name}}}"""
+    hosts = "[bookinfo.example.com]"
+    return config(
+        port,
+        rules,
+        {"pod.local": [pod]},
+        vs_hosts=hosts,
+        gateway_hosts=hosts,
+        credential="tier2-credential",
+    )
 
-TIER1 = """
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {{name: edge}}
-spec:
-  servers:
-  - port: {{number: {port}, name: http, protocol: HTTP}}
-    hosts: [bookinfo.example.com]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: edge}}
-spec:
-  hosts: [bookinfo.example.com]
-  gateways: [edge]
-  http:
-  - route: [{{destination: {{host: tier2.lab}}}}]
----
+
+TIER2_UPSTREAMS = """---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {{name: tier2}}
@@ -102,6 +72,19 @@ spec:
   host: tier2.lab
   healthCheck: {{interval: 200ms, timeout: 150ms, unhealthyThreshold: 1, healthyThreshold: 2}}
 """
+"""Both Tier-2 gateways as hosts of one cluster, over TLS, health-checked every 200 ms."""
+
+
+def tier1_config(port: int, a: int, b: int, ca: Path) -> str:
+    hosts = "[bookinfo.example.com]"
+    return config(
+        port,
+        "  - route: [{destination: {host: tier2.lab}}]",
+        {},
+        vs_hosts=hosts,
+        gateway_hosts=hosts,
+        extra=TIER2_UPSTREAMS.format(a=a, b=b, ca=ca),
+    )
 
 
 async def test_sigterm_one_tier2_under_load_fails_no_request(
@@ -116,7 +99,7 @@ async def test_sigterm_one_tier2_under_load_fails_no_request(
     try:
         for name in ("a", "b"):
             cfg = tmp_path / f"tier2-{name}.yaml"
-            cfg.write_text(TIER2.format(port=ports[name], name=name, pod=pod.port))
+            cfg.write_text(tier2_config(ports[name], name, pod.port))
             gateways[name] = GatewayProcess(
                 "tier2",
                 [cfg],
@@ -132,9 +115,7 @@ async def test_sigterm_one_tier2_under_load_fails_no_request(
                 "5",
             )
         edge_cfg = tmp_path / "tier1.yaml"
-        edge_cfg.write_text(
-            TIER1.format(port=ports["edge"], a=ports["a"], b=ports["b"], ca=certs / "ca.crt")
-        )
+        edge_cfg.write_text(tier1_config(ports["edge"], ports["a"], ports["b"], certs / "ca.crt"))
         gateways["edge"] = GatewayProcess(
             "tier1", [edge_cfg], free_port(), tmp_path / "tier1.log", "--bind-address", "127.0.0.1"
         )

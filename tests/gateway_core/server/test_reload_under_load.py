@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 
 from tests.conftest import free_port
+from tests.functional.support import config
 from tests.gateway_core.server.ops_testkit import (
     GatewayProcess,
     admin_json,
@@ -25,48 +26,30 @@ from tests.gateway_core.server.ops_testkit import (
     wait_for,
 )
 
-
-def config(port: int, pods: dict[str, int], w1: int, w2: int) -> str:
-    return f"""
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {{name: gw}}
-spec:
-  servers:
-  - port: {{number: {port}, name: http, protocol: HTTP}}
-    hosts: ["*"]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: app}}
-spec:
-  hosts: ["*"]
-  gateways: [gw]
-  http:
-  - route:
-    - {{destination: {{host: app.local, subset: v1}}, weight: {w1}}}
-    - {{destination: {{host: app.local, subset: v2}}, weight: {w2}}}
----
+SUBSETS = """---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
-metadata: {{name: app}}
+metadata: {name: app}
 spec:
   host: app.local
   subsets:
-  - {{name: v1, labels: {{version: v1}}}}
-  - {{name: v2, labels: {{version: v2}}}}
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: app}}
-spec:
-  hosts: [app.local]
-  ports: [{{number: 80, name: http, protocol: HTTP}}]
-  resolution: STATIC
-  endpoints:
-  - {{address: 127.0.0.1, ports: {{http: {pods["v1"]}}}, labels: {{version: v1}}}}
-  - {{address: 127.0.0.1, ports: {{http: {pods["v2"]}}}, labels: {{version: v2}}}}
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
 """
+
+
+def weighted_config(port: int, pods: dict[str, int], w1: int, w2: int) -> str:
+    """``w1``/``w2`` between subsets v1 and v2 of app.local, one pod each."""
+    rules = f"""  - route:
+    - {{destination: {{host: app.local, subset: v1}}, weight: {w1}}}
+    - {{destination: {{host: app.local, subset: v2}}, weight: {w2}}}"""
+    return config(
+        port,
+        rules,
+        {"app.local": [pods["v1"], pods["v2"]]},
+        labels={"app.local": [{"version": "v1"}, {"version": "v2"}]},
+        extra=SUBSETS,
+    )
 
 
 async def test_twenty_reloads_under_load_drop_nothing(
@@ -78,7 +61,7 @@ async def test_twenty_reloads_under_load_drop_nothing(
     ports = {"v1": v1.port, "v2": v2.port}
     port, admin = free_port(), free_port()
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(config(port, ports, 100, 0))
+    cfg.write_text(weighted_config(port, ports, 100, 0))
     gw = GatewayProcess("tier2", [cfg], admin, tmp_path / "gw.log", "--bind-address", "127.0.0.1")
     try:
         await gw.wait_ready()
@@ -88,14 +71,16 @@ async def test_twenty_reloads_under_load_drop_nothing(
         ) as load:
             for step in range(1, 21):
                 if step == 10:
-                    cfg.write_text(config(port, ports, 50, 50).replace("weight:", "wieght:", 1))
+                    cfg.write_text(
+                        weighted_config(port, ports, 50, 50).replace("weight:", "wieght:", 1)
+                    )
                     await wait_for(lambda: _rejected(gw), 10, "the invalid config to be rejected")
                     dump = await admin_json(gw, "/config_dump")
                     assert dump["version"] == versions_seen[-1], "the old config must keep serving"
                     assert "wieght" in str(dump["last_reload_error"])
                     continue
                 w2 = 100 if step == 20 else step * 5
-                cfg.write_text(config(port, ports, 100 - w2, w2))
+                cfg.write_text(weighted_config(port, ports, 100 - w2, w2))
                 await wait_for(
                     lambda: _version_changed(gw, versions_seen[-1]), 10, f"reload {step}"
                 )
