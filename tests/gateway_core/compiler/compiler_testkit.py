@@ -21,6 +21,37 @@ spec:
 """
 
 
+def https_gateway(
+    tls: str, *, name: str = "gw", port: int = 443, host: str = "a.example.com"
+) -> str:
+    """A Gateway with one HTTPS server; ``tls`` is the server's ``tls`` block (flow style)."""
+    return f"""---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: {name}}}
+spec:
+  servers:
+  - port: {{number: {port}, name: https, protocol: HTTPS}}
+    hosts: [{host}]
+    tls: {tls}
+"""
+
+
+def virtual_service(rules: str, *, namespace: str = "default", gateway: str = "gw") -> str:
+    """VirtualService ``vs`` for every host of ``gateway``; ``rules`` are its ``http`` items
+    (indented by two spaces)."""
+    return f"""---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: vs, namespace: {namespace}}}
+spec:
+  hosts: ["*"]
+  gateways: [{gateway}]
+  http:
+{rules}
+"""
+
+
 def resources(text: str) -> Resources:
     loaded = load_text(text, "test.yaml")
     validate_resources(loaded.resources, loaded.diagnostics)

@@ -8,19 +8,16 @@ import pytest
 
 from gateway_core.compiler import compile_snapshot
 from gateway_core.config.diagnostics import ConfigError
-from tests.gateway_core.compiler.compiler_testkit import GATEWAY, NODE, resources, snapshot
+from tests.gateway_core.compiler.compiler_testkit import (
+    GATEWAY,
+    NODE,
+    https_gateway,
+    resources,
+    snapshot,
+    virtual_service,
+)
 
-VS = """
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: vs}
-spec:
-  hosts: ["*"]
-  gateways: [gw]
-  http:
-  - route: [{destination: {host: app, port: {number: 8000}}}]
-"""
+VS = virtual_service("  - route: [{destination: {host: app, port: {number: 8000}}}]")
 
 
 def test_same_input_gives_same_version() -> None:
@@ -42,17 +39,7 @@ def test_node_identity_is_part_of_the_version() -> None:
 
 def test_compile_reads_no_files() -> None:
     """Certificate paths are resolved to strings only: compiling needs no file to exist."""
-    text = """
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: gw}
-spec:
-  servers:
-  - port: {number: 443, name: https, protocol: HTTPS}
-    hosts: [a.example.com]
-    tls: {mode: SIMPLE, credentialName: missing-secret}
-"""
-    snap = snapshot(text)
+    snap = snapshot(https_gateway("{mode: SIMPLE, credentialName: missing-secret}"))
     tls = snap.listeners[0].servers[0].tls
     assert tls is not None
     assert (tls.cert_file, tls.key_file) == (
@@ -64,19 +51,11 @@ spec:
 
 def test_two_protocols_on_one_port_are_rejected() -> None:
     """HTTP and HTTPS servers cannot share a port: the whole config is rejected."""
-    text = (
-        GATEWAY
-        + """
----
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: gw2}
-spec:
-  servers:
-  - port: {number: 80, name: https, protocol: HTTPS}
-    hosts: [b.example.com]
-    tls: {mode: SIMPLE, serverCertificate: /c, privateKey: /k}
-"""
+    text = GATEWAY + https_gateway(
+        "{mode: SIMPLE, serverCertificate: /c, privateKey: /k}",
+        name="gw2",
+        port=80,
+        host="b.example.com",
     )
     with pytest.raises(ConfigError, match="port 80 is already used with protocol HTTP"):
         compile_snapshot(resources(text), NODE)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway_core.snapshot import ListenerProtocol, ServerTlsMode
-from tests.gateway_core.compiler.compiler_testkit import snapshot
+from tests.gateway_core.compiler.compiler_testkit import https_gateway, snapshot
 
 TWO_GATEWAYS = """
 apiVersion: networking.istio.io/v1
@@ -67,16 +67,7 @@ def test_https_redirect_server_redirects_without_a_virtual_service() -> None:
 
 def test_first_of_several_certificate_sources_is_served() -> None:
     """``credentialNames`` (RSA + ECDSA in Istio): the first credential is served."""
-    text = """
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: gw}
-spec:
-  servers:
-  - port: {number: 443, name: https, protocol: HTTPS}
-    hosts: [a.example.com]
-    tls: {mode: SIMPLE, credentialNames: [rsa-cert, ecdsa-cert]}
-"""
+    text = https_gateway("{mode: SIMPLE, credentialNames: [rsa-cert, ecdsa-cert]}")
     tls = snapshot(text).listeners[0].servers[0].tls
     assert tls is not None
     assert tls.cert_file == "/certs/rsa-cert/tls.crt"

@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 from gateway_core.snapshot import UNLIMITED, Discovery, LbKind
-from tests.gateway_core.compiler.compiler_testkit import GATEWAY, snapshot
+from tests.gateway_core.compiler.compiler_testkit import GATEWAY, snapshot, virtual_service
 
-SERVICE = """
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: vs}
-spec:
-  hosts: ["*"]
-  gateways: [gw]
-  http:
-  - match: [{uri: {prefix: /v1}}]
+SERVICE = (
+    virtual_service("""  - match: [{uri: {prefix: /v1}}]
     route: [{destination: {host: svc.example.internal, subset: v1, port: {number: 80}}}]
   - match: [{uri: {prefix: /v2}}]
     route: [{destination: {host: svc.example.internal, subset: v2, port: {number: 80}}}]
-  - route: [{destination: {host: svc.example.internal, port: {number: 9000}}}]
----
+  - route: [{destination: {host: svc.example.internal, port: {number: 9000}}}]""")
+    + """---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: svc}
@@ -34,6 +26,7 @@ spec:
   - {address: 10.0.0.2, labels: {version: v2}, locality: us-west1/us-west1-b, weight: 3}
   - {address: 10.0.0.3, labels: {version: v2}, ports: {http: 7070}, locality: us-east1/us-east1-b}
 """
+)
 
 RULE = """
 ---
@@ -141,19 +134,10 @@ def test_locality_priorities_need_outlier_detection() -> None:
 
 def test_host_without_service_entry_uses_dns() -> None:
     """A destination without a ServiceEntry is resolved by DNS on its FQDN and port."""
-    text = (
-        GATEWAY
-        + """
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: vs, namespace: shop}
-spec:
-  hosts: ["*"]
-  gateways: [default/gw]
-  http:
-  - route: [{destination: {host: cart, port: {number: 8080}}}]
-"""
+    text = GATEWAY + virtual_service(
+        "  - route: [{destination: {host: cart, port: {number: 8080}}}]",
+        namespace="shop",
+        gateway="default/gw",
     )
     [cluster] = snapshot(text).clusters.values()
     assert cluster.key == "outbound|8080||cart.shop.svc.cluster.local"
@@ -210,17 +194,8 @@ def test_static_service_without_endpoints_has_none() -> None:
     """A STATIC ServiceEntry without endpoints (e.g. a workloadSelector) gives no endpoints."""
     text = (
         GATEWAY
-        + """
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: vs}
-spec:
-  hosts: ["*"]
-  gateways: [gw]
-  http:
-  - route: [{destination: {host: ws.internal}}]
----
+        + virtual_service("  - route: [{destination: {host: ws.internal}}]")
+        + """---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: ws}
