@@ -9,41 +9,36 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_module_entry_point_and_help() -> None:
-    """``python -m tier1_gateway --help`` lists the subcommands."""
-    result = subprocess.run(
-        [sys.executable, "-m", "tier1_gateway", "--help"],
+def tier1(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m tier1_gateway ARGS`` from the repository root, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "tier1_gateway", *args],
         capture_output=True,
         text=True,
         cwd=REPO,
         timeout=30,
         check=False,
     )
+
+
+def explain_lab(*args: str) -> subprocess.CompletedProcess[str]:
+    """``explain`` over the lab's Tier-1 config, as cluster-1's locality sees it."""
+    return tier1(
+        "explain", "--config", "deploy/lab/tier1", "--locality", "us-west1/us-west1-a", *args
+    )
+
+
+def test_module_entry_point_and_help() -> None:
+    """``python -m tier1_gateway --help`` lists the subcommands."""
+    result = tier1("--help")
     assert result.returncode == 0
     assert "{run,validate,explain}" in result.stdout
 
 
 def test_explain_the_lab_tier1_with_a_cluster_selector() -> None:
     """The lab's Tier-1 sends X-CLUSTER-SELECTOR: cluster-2 to subset cluster-2 of tier2.lab."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tier1_gateway",
-            "explain",
-            "--config",
-            "deploy/lab/tier1",
-            "--locality",
-            "us-west1/us-west1-a",
-            "-H",
-            "X-CLUSTER-SELECTOR: cluster-2",
-            "http://bookinfo.example.com:8080/productpage",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=30,
-        check=False,
+    result = explain_lab(
+        "-H", "X-CLUSTER-SELECTOR: cluster-2", "http://bookinfo.example.com:8080/productpage"
     )
     assert result.returncode == 0, result.stderr
     assert "subset=cluster-2 weight=100 share=100.0%" in result.stdout
@@ -61,24 +56,7 @@ def test_role_defaults_differ_between_tiers() -> None:
 
 def test_explain_prints_priority_levels_with_their_loads() -> None:
     """For the locality-failover route, explain shows P0/P1/P2 and Envoy's loads (all healthy)."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tier1_gateway",
-            "explain",
-            "--config",
-            "deploy/lab/tier1",
-            "--locality",
-            "us-west1/us-west1-a",
-            "http://bookinfo.example.com:8080/user",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=30,
-        check=False,
-    )
+    result = explain_lab("http://bookinfo.example.com:8080/user")
     assert result.returncode == 0, result.stderr
     assert "priorities (all healthy): P0 100% (1 endpoints), P1 0% (1 endpoints), P2 0%" in (
         result.stdout
