@@ -16,15 +16,13 @@ from pathlib import Path
 from typing import Any
 
 
-@dataclass
-class RawResponse:
-    status: int
+class _Fields:
+    """Field lookups shared by the raw request and response (dataclasses declare ``headers``)."""
+
     headers: list[tuple[bytes, bytes]]
-    body: bytes
-    complete: bool
-    """False when the connection ended before the framing said the body was over."""
 
     def header(self, name: bytes) -> bytes | None:
+        """The first value of field ``name`` (lower case), or None."""
         for n, v in self.headers:
             if n == name:
                 return v
@@ -33,12 +31,21 @@ class RawResponse:
     def all(self, name: bytes) -> list[bytes]:
         return [v for n, v in self.headers if n == name]
 
+
+@dataclass
+class RawResponse(_Fields):
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    complete: bool
+    """False when the connection ended before the framing said the body was over."""
+
     def json(self) -> Any:
         return json.loads(self.body)
 
 
 @dataclass
-class RawRequest:
+class RawRequest(_Fields):
     method: bytes
     target: bytes
     version: bytes
@@ -46,15 +53,6 @@ class RawRequest:
     body: bytes
     raw_head: bytes
     trailers: list[tuple[bytes, bytes]] = field(default_factory=list)
-
-    def header(self, name: bytes) -> bytes | None:
-        for n, v in self.headers:
-            if n == name:
-                return v
-        return None
-
-    def all(self, name: bytes) -> list[bytes]:
-        return [v for n, v in self.headers if n == name]
 
 
 def _parse_fields(lines: list[bytes]) -> list[tuple[bytes, bytes]]:

@@ -70,19 +70,27 @@ async def _count(url: str, session: aiohttp.ClientSession, n: int) -> collection
     return seen
 
 
-async def test_spillover_moves_a_dead_destinations_share(
-    pods: Callable[..., Any], gateway: Callable[..., Any]
-) -> None:
-    """80/20 split, every host of the 80 ejected: with spill-over all requests reach the 20."""
+async def _split_with_a_dead(
+    pods: Callable[..., Any], gateway: Callable[..., Any], spillover: bool, n: int
+) -> collections.Counter[str]:
+    """80/20 between app-a and app-b; app-a's only pod fails and is ejected; then ``n``
+    requests are counted by the pod (or status) that answered."""
     a, b = await pods("echo", pod="a-1"), await pods("echo", pod="b-1")
     port = free_port()
-    gw = await gateway(_weighted_config(port, a.port, b.port, spillover=True))
+    gw = await gateway(_weighted_config(port, a.port, b.port, spillover=spillover))
     url = f"http://127.0.0.1:{port}/echo"
     async with aiohttp.ClientSession() as s:
         async with s.post(f"http://127.0.0.1:{a.port}/admin/fail?status=503") as r:
             assert r.status == 200
         await _eject_a(url, gw.admin, s)
-        seen = await _count(url, s, 200)
+        return await _count(url, s, n)
+
+
+async def test_spillover_moves_a_dead_destinations_share(
+    pods: Callable[..., Any], gateway: Callable[..., Any]
+) -> None:
+    """80/20 split, every host of the 80 ejected: with spill-over all requests reach the 20."""
+    seen = await _split_with_a_dead(pods, gateway, spillover=True, n=200)
     assert seen == {"b-1": 200}
 
 
@@ -90,15 +98,7 @@ async def test_without_spillover_the_dead_share_fails_as_in_istio(
     pods: Callable[..., Any], gateway: Callable[..., Any]
 ) -> None:
     """Spill-over off: about 80% get 503 (no healthy upstream), Istio's behaviour."""
-    a, b = await pods("echo", pod="a-1"), await pods("echo", pod="b-1")
-    port = free_port()
-    gw = await gateway(_weighted_config(port, a.port, b.port, spillover=False))
-    url = f"http://127.0.0.1:{port}/echo"
-    async with aiohttp.ClientSession() as s:
-        async with s.post(f"http://127.0.0.1:{a.port}/admin/fail?status=503") as r:
-            assert r.status == 200
-        await _eject_a(url, gw.admin, s)
-        seen = await _count(url, s, 400)
+    seen = await _split_with_a_dead(pods, gateway, spillover=False, n=400)
     assert set(seen) == {"b-1", "status 503"}
     assert 0.72 <= seen["status 503"] / 400 <= 0.88, seen
 
