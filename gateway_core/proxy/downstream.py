@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, cast
 
 import httptools
 
+from gateway_core.proxy.client_info import origin_ip, trusts_https
 from gateway_core.proxy.exchange import Exchange
-from gateway_core.proxy.local_reply import render
+from gateway_core.proxy.http1_wire import Http1ResponseWriter, render
 from gateway_core.proxy.request_checks import BadRequest, check_head, request_target
 from gateway_core.proxy.tunnel import ClientTunnelBuffer
 from gateway_core.routing.request import RequestHead, join_headers
@@ -40,7 +41,7 @@ MAX_HEADER_BYTES = 61440
 MAX_HEADERS = 100
 
 
-class DownstreamProtocol(asyncio.Protocol):
+class DownstreamProtocol(Http1ResponseWriter, asyncio.Protocol):
     __slots__ = (
         "_deadline",
         "_deferred",
@@ -77,6 +78,7 @@ class DownstreamProtocol(asyncio.Protocol):
     )
 
     def __init__(self, runtime: GatewayRuntime, listener: ListenerRuntime) -> None:
+        Http1ResponseWriter.__init__(self)
         self.runtime = runtime
         self.listener = listener
         self.loop = asyncio.get_running_loop()
@@ -357,20 +359,10 @@ class DownstreamProtocol(asyncio.Protocol):
         return self.runtime.draining
 
     def origin_ip(self, req: RequestHead) -> str:
-        """The client address for ``useSourceIp`` hashing: behind N trusted proxies, the Nth
-        address from the right of X-Forwarded-For (Envoy ``xff_num_trusted_hops``)."""
-        hops = self.runtime.settings.xff_trusted_hops
-        xff = req.headers.get(b"x-forwarded-for") if hops else None
-        if xff:
-            entries = [e.strip() for e in xff.split(b",") if e.strip()]
-            if len(entries) >= hops:
-                return entries[-hops].decode("latin-1")
-        return self.client_ip
+        return origin_ip(self.runtime.settings.xff_trusted_hops, req, self.client_ip)
 
     def trusts_https(self, req: RequestHead) -> bool:
-        """Behind a trusted TLS-terminating hop (``X-Forwarded-Proto: https``) a server's
-        ``httpsRedirect`` would loop (istio/istio#16778), so it is not applied."""
-        return self.trust_forwarded and req.headers.get(b"x-forwarded-proto") == b"https"
+        return trusts_https(self.trust_forwarded, req)
 
     # -- deadlines --------------------------------------------------------------------------------
     def _schedule(self, now: float) -> None:

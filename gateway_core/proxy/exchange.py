@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from gateway_core.proxy import cors, fault, messages
 from gateway_core.proxy.flags import ResponseFlag
 from gateway_core.proxy.headers import new_request_id
-from gateway_core.proxy.local_reply import DEFAULT_BODIES, render, route_answer
+from gateway_core.proxy.local_reply import DEFAULT_BODIES, route_answer
 from gateway_core.proxy.mirror import send_mirrors
 from gateway_core.proxy.retry import IDEMPOTENT, RetryState, retriable_status
 from gateway_core.proxy.targets import choose_host, choose_target
@@ -64,6 +64,7 @@ class Exchange:
         "match",
         "req",
         "req_framing",
+        "req_trailers",
         "request_done",
         "request_id",
         "response_started",
@@ -90,6 +91,7 @@ class Exchange:
     flags: tuple[ResponseFlag, ...]
     _deadline: asyncio.TimerHandle | None
     wait: asyncio.TimerHandle | None
+    req_trailers: HeaderList | None
 
     def __init__(
         self, down: DownstreamProtocol, req: RequestHead, req_framing: str, upgrade: bool
@@ -108,7 +110,7 @@ class Exchange:
         self.cluster_map = _NO_CLUSTERS
         self.entry = self.match = self.target = self.cluster = self.host = self.upstream = None
         self.sticky_cookie = self.hash_cookie = self.cors_origin = self._deadline = None
-        self.wait = None
+        self.wait = self.req_trailers = None
         self.head = self.authority = self.request_id = b""
         self.retry = RetryState(req_framing != "none")
 
@@ -194,7 +196,7 @@ class Exchange:
             if entry.timeout or entry.mirrors:
                 self._request_complete()
         elif req.headers.get(b"expect", b"").lower() == b"100-continue":
-            down.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            down.send_continue()
         self._attempt()
 
     @property
@@ -399,13 +401,7 @@ class Exchange:
         body = body or b""
         self.status = status
         self.response_started = True
-        down = self.down
-        if not self.request_done or self.upgrade:
-            down.keep_alive = False  # unread body bytes, or a client expecting a tunnel
-        close = not down.keep_alive or down.draining_now()
-        extra = self._response_extra(extra or [])
-        head_only = self.req.method == b"HEAD"
-        down.write(render(status, body, extra=extra, close=close, head_only=head_only))
+        self.down.send_local_reply(self, status, body, self._response_extra(extra or []))
         self.bytes_sent += len(body)
         self.finish()
 

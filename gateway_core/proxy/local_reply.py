@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from http import HTTPStatus
-
 from gateway_core.proxy.flags import ResponseFlag
 from gateway_core.routing.actions import DirectResponseAction, HeaderList, RedirectAction
 from gateway_core.routing.matchers import PrefixMatcher, RequestMatch
@@ -23,39 +21,6 @@ DEFAULT_BODIES: dict[ResponseFlag, bytes] = {
     ResponseFlag.STREAM_IDLE_TIMEOUT: b"stream timeout\n",
     ResponseFlag.DRAINING: b"gateway is draining\n",
 }
-
-
-def reason(status: int) -> bytes:
-    try:
-        return HTTPStatus(status).phrase.encode()
-    except ValueError:
-        return b"Unknown"
-
-
-def render(
-    status: int,
-    body: bytes,
-    *,
-    extra: list[tuple[bytes, bytes]] | None = None,
-    close: bool = False,
-    head_only: bool = False,
-    content_type: bytes = b"text/plain",
-) -> bytes:
-    """A complete HTTP/1.1 response."""
-    lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason(status))]
-    if body:
-        lines.append(b"content-type: " + content_type + b"\r\n")
-    if body or status not in (204, 304):
-        lines.append(b"content-length: %d\r\n" % len(body))
-    for name, value in extra or ():
-        lines.append(name + b": " + value + b"\r\n")
-    lines.append(b"server: multicluster-gateway\r\n")
-    if close:
-        lines.append(b"connection: close\r\n")
-    lines.append(b"\r\n")
-    if not head_only:
-        lines.append(body)
-    return b"".join(lines)
 
 
 def route_answer(

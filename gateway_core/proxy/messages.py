@@ -1,8 +1,6 @@
-"""Data path: the request head sent upstream and the response head sent to the client."""
+"""Data path: the request head sent upstream and the response fields sent to the client."""
 
 from __future__ import annotations
-
-from http import HTTPStatus
 
 from gateway_core.proxy.headers import (
     fields_text,
@@ -16,10 +14,6 @@ from gateway_core.routing.matchers import PrefixMatcher, RequestMatch
 from gateway_core.routing.request import RequestHead
 from gateway_core.routing.route_table import RouteEntry
 
-REASONS: dict[int, bytes] = {s.value: s.phrase.encode() for s in HTTPStatus}
-_STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, phrase) for code, phrase in REASONS.items()}
-_END = b"server: multicluster-gateway\r\n\r\n"
-_END_CLOSE = b"server: multicluster-gateway\r\nconnection: close\r\n\r\n"
 
 
 def upstream_authority(req: RequestHead, entry: RouteEntry) -> bytes:
@@ -162,43 +156,21 @@ def _request_head_with_ops(
     return serialize_request(req.method, upstream_target(req, entry, match), headers)
 
 
-def response_head(
-    status: int,
+def response_headers(
     raw: HeaderList,
-    framing: str,
     *,
-    head_request: bool,
     entry: RouteEntry | None,
     target: WeightedCluster | None,
     extra: HeaderList,
-    chunked: bool,
-    close: bool,
-) -> bytes:
-    """``framing`` is the upstream's; ``chunked`` says whether the client gets chunked framing."""
+) -> tuple[HeaderList, bytes | None]:
+    """The response's fields for the client, protocol-neutral: hop-by-hop and framing fields
+    removed, the destination's then the route's header operations applied, ``extra`` (cookies,
+    CORS) appended; and the upstream's Content-Length, if any. Each codec adds its framing."""
     headers, length = response_fields(raw)
     if target is not None and target.response_headers is not None:
         headers = target.response_headers.apply(headers)
     if entry is not None and entry.response_headers is not None:
         headers = entry.response_headers.apply(headers)
-    parts = [_STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status]
-    if headers:
-        parts += (fields_text(headers), b"\r\n")
     if extra:
-        parts += (fields_text(extra), b"\r\n")
-    if framing == "length" or (framing == "none" and head_request):
-        if length is not None:
-            parts += (b"content-length: ", length, b"\r\n")
-    elif chunked:
-        parts.append(b"transfer-encoding: chunked\r\n")
-    parts.append(_END_CLOSE if close else _END)
-    return b"".join(parts)
-
-
-def switching_protocols(headers: HeaderList) -> bytes:
-    """The upstream's 101 as is (Upgrade and Connection included), without framing fields."""
-    parts = [b"HTTP/1.1 101 Switching Protocols\r\n"]
-    for name, value in headers:
-        if name not in (b"content-length", b"transfer-encoding"):
-            parts += (name, b": ", value, b"\r\n")
-    parts.append(b"\r\n")
-    return b"".join(parts)
+        headers = headers + extra
+    return headers, length

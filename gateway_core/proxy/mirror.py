@@ -72,6 +72,9 @@ class MirrorRequest:
     def on_response_body(self, data: bytes) -> None:
         return
 
+    def on_response_trailers(self, trailers: list[tuple[bytes, bytes]]) -> None:
+        return  # a mirror's response is discarded
+
     def on_response_complete(self, reusable: bool) -> None:
         self._release()
         self._done()

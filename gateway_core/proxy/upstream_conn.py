@@ -34,6 +34,7 @@ class ResponseSink(Protocol):
         self, status: int, headers: list[tuple[bytes, bytes]], framing: str, keep_alive: bool
     ) -> None: ...
     def on_response_body(self, data: bytes) -> None: ...
+    def on_response_trailers(self, trailers: list[tuple[bytes, bytes]]) -> None: ...
     def on_response_complete(self, reusable: bool) -> None: ...
     def on_upstream_lost(self, protocol_error: bool) -> None: ...
     def on_upstream_upgrade(self, conn: UpstreamConnection, rest: bytes) -> None: ...
@@ -55,6 +56,7 @@ class UpstreamConnection(asyncio.Protocol):
         "_request_sent",
         "_response_started",
         "_status",
+        "_trailers",
         "closed",
         "idle_since",
         "parser",
@@ -76,6 +78,7 @@ class UpstreamConnection(asyncio.Protocol):
         """When the pool last took this connection back (for its idle timeout)."""
         self.tunnel: ResponseSink | None = None
         self._headers: list[tuple[bytes, bytes]] = []
+        self._trailers: list[tuple[bytes, bytes]] = []
         self._hsize = 0
         self._status = 0
         self._response_started = False
@@ -200,7 +203,10 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._hsize += len(name) + len(value) + 4
-        self._headers.append((name.lower(), value))
+        if self._response_started:  # fields after a chunked body: trailers
+            self._trailers.append((name.lower(), value))
+        else:
+            self._headers.append((name.lower(), value))
         if self._hsize > MAX_HEADER_BYTES or len(self._headers) > MAX_HEADERS:
             raise _HeadTooLarge
 
@@ -236,6 +242,9 @@ class UpstreamConnection(asyncio.Protocol):
         # Interim responses end here; a 101 continues as a tunnel (HttpParserUpgrade follows).
         if status < 200 or self.sink is None:
             return
+        if self._trailers:
+            trailers, self._trailers = self._trailers, []
+            self.sink.on_response_trailers(trailers)
         self._finish(self.parser.should_keep_alive())
 
     def _next_message(self) -> None:

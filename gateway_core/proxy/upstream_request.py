@@ -48,13 +48,13 @@ class UpstreamRequest:
         "ex",
         "framing",
         "host",
-        "out",
         "pending",
         "pending_size",
         "pool",
         "resp_framing",
         "sent",
         "streaming",
+        "trailers",
         "try_timer",
     )
 
@@ -75,8 +75,7 @@ class UpstreamRequest:
         self.streaming = False
         """The exchange accepted this attempt's response head; body bytes go to the client."""
         self.resp_framing = "length"
-        self.out: list[bytes] = []
-        """Response bytes from one upstream read, written to the client in one go."""
+        self.trailers: HeaderList | None = None
         self.try_timer: asyncio.TimerHandle | None = None
 
     def arm_try_timer(self, seconds: float | None) -> None:
@@ -165,40 +164,20 @@ class UpstreamRequest:
     def start_response(
         self, status: int, headers: HeaderList, framing: str, extra: HeaderList
     ) -> None:
-        """The exchange accepted this response: send its head and stream its body. Bodies the
-        client cannot delimit otherwise are re-framed chunked (HTTP/1.1 clients)."""
+        """The exchange accepted this response: hand its head to the client's codec and
+        stream its body."""
         self.streaming = True
         down = self.down
-        ex = self.ex
         if status == 101:
             self.resp_framing = "raw"
-            down.write(messages.switching_protocols(headers))
+            down.send_switching_protocols(headers)
             return
-        if ex.upgrade:
-            down.keep_alive = False  # a refused upgrade leaves the client's framing unknown
-        if framing == "length" or framing == "none":
-            chunked = False
-            self.resp_framing = framing
-        else:  # chunked or eof
-            chunked = down.http11
-            if not chunked and framing == "eof":
-                down.keep_alive = False  # an HTTP/1.0 client reads such a body until close
-            self.resp_framing = "chunked" if chunked else framing
-        close = not down.keep_alive or down.draining_now()
-        down.keep_alive = not close
-        self.out.append(
-            messages.response_head(
-                status,
-                headers,
-                framing,
-                head_request=ex.req.method == b"HEAD",
-                entry=ex.entry,
-                target=ex.target,
-                extra=extra,
-                chunked=chunked,
-                close=close,
-            )
+        ex = self.ex
+        self.resp_framing = framing
+        fields, length = messages.response_headers(
+            headers, entry=ex.entry, target=ex.target, extra=extra
         )
+        down.send_response_head(ex, status, fields, framing, length)
 
     def on_response_body(self, data: bytes) -> None:
         if not self.streaming:
@@ -206,23 +185,18 @@ class UpstreamRequest:
         ex = self.ex
         ex.bytes_sent += len(data)
         ex.activity = self.down.loop.time()
-        framing = self.resp_framing
-        if framing == "chunked":
-            self.out += (b"%x\r\n" % len(data), data, b"\r\n")
-        elif framing == "raw":
+        if self.resp_framing == "raw":
             self.down.write(data)
         else:
-            self.out.append(data)
+            self.down.send_body(data)
+
+    def on_response_trailers(self, trailers: HeaderList) -> None:
+        if self.streaming:
+            self.trailers = trailers
 
     def flush(self) -> None:
         """End of one upstream read: one write to the client (head and body together)."""
-        out = self.out
-        if out:
-            self.out = []
-            if len(out) == 1:
-                self.down.write(out[0])
-            else:
-                self.down.writelines(out)
+        self.down.flush()
 
     def on_response_complete(self, reusable: bool) -> None:
         conn, self.conn = self.conn, None
@@ -235,9 +209,10 @@ class UpstreamRequest:
             if self.try_timer is not None:
                 self.try_timer.cancel()
                 self.try_timer = None
-            if self.streaming and self.resp_framing == "chunked":
-                self.out.append(b"0\r\n\r\n")
-            self.flush()
+            down = self.down
+            if self.streaming and self.resp_framing != "raw":
+                down.end_response(self.trailers)
+            down.flush()
             self.ex.attempt_complete(self)
 
     def on_upstream_lost(self, protocol_error: bool) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from gateway_core.proxy.flags import ResponseFlag
-from gateway_core.proxy.local_reply import redirect_location, render, route_answer
+from gateway_core.proxy.http1_wire import render
+from gateway_core.proxy.local_reply import redirect_location, route_answer
 from gateway_core.routing.actions import DirectResponseAction, RedirectAction
 from gateway_core.routing.matchers import PrefixMatcher, RequestMatch
 from gateway_core.routing.request import RequestHead

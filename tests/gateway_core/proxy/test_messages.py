@@ -6,9 +6,8 @@ import re
 
 from gateway_core.proxy.messages import (
     request_head,
-    response_head,
+    response_headers,
     shadow_authority,
-    switching_protocols,
     upstream_authority,
     upstream_target,
 )
@@ -97,49 +96,14 @@ def test_request_head_applies_rule_then_destination_header_ops() -> None:
     assert b"x-b: client\r\n" in out and b"x-b: rule\r\n" in out
 
 
-def test_response_head() -> None:
-    """Content-Length is kept for length framing and HEAD; chunked re-framing is announced;
-    hop-by-hop and server are replaced; close is stated when asked."""
-    raw = [(b"content-length", b"10"), (b"server", b"pod"), (b"x", b"1")]
-    out = response_head(
-        200,
-        raw,
-        "length",
-        head_request=False,
-        entry=None,
-        target=None,
-        extra=[(b"e", b"2")],
-        chunked=False,
-        close=True,
-    )
-    assert out == (
-        b"HTTP/1.1 200 OK\r\nx: 1\r\ne: 2\r\ncontent-length: 10\r\n"
-        b"server: multicluster-gateway\r\nconnection: close\r\n\r\n"
-    )
-    chunked = response_head(
-        200,
-        [],
-        "eof",
-        head_request=False,
-        entry=None,
-        target=None,
-        extra=[],
-        chunked=True,
-        close=False,
-    )
-    assert b"transfer-encoding: chunked\r\n" in chunked
-    head_only = response_head(
-        200,
-        raw,
-        "none",
-        head_request=True,
-        entry=None,
-        target=None,
-        extra=[],
-        chunked=False,
-        close=False,
-    )
-    assert b"content-length: 10\r\n" in head_only
+def test_response_headers_are_protocol_neutral() -> None:
+    """Hop-by-hop fields, Content-Length and the upstream's server are removed (the codec
+    frames the body); the length is returned apart; extra fields come last."""
+    raw = [(b"content-length", b"10"), (b"server", b"pod"), (b"x", b"1"), (b"connection", b"x2")]
+    headers, length = response_headers(raw, entry=None, target=None, extra=[(b"e", b"2")])
+    assert headers == [(b"x", b"1"), (b"e", b"2")]
+    assert length == b"10"
+    assert response_headers([], entry=None, target=None, extra=[]) == ([], None)
 
 
 def test_shadow_authority_inserts_suffix_before_port() -> None:
@@ -147,9 +111,3 @@ def test_shadow_authority_inserts_suffix_before_port() -> None:
     assert shadow_authority(b"a.example") == b"a.example-shadow"
     assert shadow_authority(b"a.example:8080") == b"a.example-shadow:8080"
     assert shadow_authority(b"[::1]:80") == b"[::1]-shadow:80"
-
-
-def test_switching_protocols_keeps_upgrade_fields() -> None:
-    """The upstream's 101 reaches the client with its Upgrade fields, without framing."""
-    out = switching_protocols([(b"upgrade", b"websocket"), (b"content-length", b"0")])
-    assert out == b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n"

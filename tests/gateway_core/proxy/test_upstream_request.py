@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway_core.proxy.http1_wire import Http1ResponseWriter
 from gateway_core.proxy.upstream_conn import UpstreamConnection
 from gateway_core.proxy.upstream_request import BUFFER_HIGH, UpstreamRequest
 from gateway_core.routing.request import RequestHead
@@ -12,23 +13,39 @@ from gateway_core.upstream.host import Host
 from tests.gateway_core.proxy.fakes import FakeLoop, FakePool, FakeTransport, Recorder
 
 
-class FakeDown(Recorder):
-    def __init__(self) -> None:
-        super().__init__()
-        self.loop = FakeLoop()
-        self.keep_alive = True
-        self.http11 = True
-        self.write_paused = False
-        self.out = bytearray()
-        self.writes = 0
+class _Wire:
+    """The client transport: counts writes (one per upstream read is the goal)."""
+
+    def __init__(self, down: FakeDown) -> None:
+        self.down = down
 
     def write(self, data: bytes) -> None:
-        self.out += data
-        self.writes += 1
+        self.down.out += data
+        self.down.writes += 1
 
     def writelines(self, parts: Any) -> None:
         for part in parts:
-            self.out += part
+            self.down.out += part
+        self.down.writes += 1
+
+
+class FakeDown(Http1ResponseWriter, Recorder):
+    """The real HTTP/1.1 response writer over a recording transport."""
+
+    def __init__(self) -> None:
+        Recorder.__init__(self)
+        Http1ResponseWriter.__init__(self)
+        self.loop = FakeLoop()
+        self.keep_alive = True
+        self.http11 = True
+        self.closed = False
+        self.write_paused = False
+        self.out = bytearray()
+        self.writes = 0
+        self.transport = _Wire(self)  # type: ignore[assignment]
+
+    def write(self, data: bytes) -> None:
+        self.out += data
         self.writes += 1
 
     def draining_now(self) -> bool:
