@@ -150,6 +150,15 @@ class PoolLimits:
     idle_timeout: float = 3600.0
 
 
+class UpstreamProtocol(StrEnum):
+    """What the gateway speaks to a cluster's hosts (Istio's choice for the port)."""
+
+    HTTP1 = "HTTP/1.1"
+    HTTP2 = "HTTP/2"
+    CLIENT = "client"
+    """``useClientProtocol``: the protocol the client used (Envoy's downstream protocol)."""
+
+
 class UpstreamTlsMode(StrEnum):
     SIMPLE = "SIMPLE"
     MUTUAL = "MUTUAL"
@@ -219,6 +228,9 @@ class ClusterSpec:
     """A weighted route moves this destination's share to the others when it has no healthy host."""
     dns_refresh_min: float = 5.0
     dns_refresh_max: float = 300.0
+    protocol: UpstreamProtocol = UpstreamProtocol.HTTP1
+    max_concurrent_streams: int = UNLIMITED
+    """Streams one HTTP/2 connection carries at once (also bounded by the host's SETTINGS)."""
 
 
 class ListenerProtocol(StrEnum):

@@ -23,16 +23,19 @@ from gateway_core.compiler.policies import (
     translate_limits,
     translate_outlier,
     translate_sticky,
+    upstream_protocol,
 )
 from gateway_core.config.destination_rule import (
     ClientTLSMode,
     ClientTLSSettings,
+    ConnectionPoolSettings,
     LocalityLoadBalancerSetting,
 )
 from gateway_core.config.extensions import DestinationPolicySpec
 from gateway_core.config.hosts import fqdn, is_ip
 from gateway_core.config.service_entry import Resolution, ServiceEntrySpec
 from gateway_core.snapshot import (
+    UNLIMITED,
     ClusterSpec,
     Discovery,
     EndpointSpec,
@@ -131,10 +134,33 @@ def build_cluster(
         panic_threshold=outlier.min_health_percent if outlier is not None else 50,
         dns_refresh_min=node.dns_refresh_min,
         dns_refresh_max=node.dns_refresh_max,
+        protocol=upstream_protocol(_port_protocol(host, port, index), policy.connection_pool),
+        max_concurrent_streams=_max_streams(policy.connection_pool),
         spillover=ext_spec.spillover.enabled
         if ext_spec is not None and ext_spec.spillover is not None
         else node.spillover,
     )
+
+
+def _port_protocol(host: str, port: int, index: ConfigIndex) -> str | None:
+    """The ServiceEntry port's protocol: its ``protocol`` field, else its name's prefix
+    (Istio's port naming convention, ``<protocol>[-<suffix>]``)."""
+    se = index.service(host)
+    if se is None:
+        return None
+    service_port = next((p for p in se.spec.ports if p.number == port), None)
+    if service_port is None:
+        return None
+    if service_port.protocol:
+        return service_port.protocol.upper()
+    return service_port.name.split("-", 1)[0].upper() if service_port.name else None
+
+
+def _max_streams(pool: ConnectionPoolSettings | None) -> int:
+    http = pool.http if pool is not None else None
+    if http is not None and http.max_concurrent_streams:
+        return http.max_concurrent_streams
+    return UNLIMITED
 
 
 def _locality_weighted(setting: LocalityLoadBalancerSetting | None, outlier: bool) -> bool:

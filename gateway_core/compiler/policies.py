@@ -27,6 +27,7 @@ from gateway_core.snapshot import (
     OutlierPolicy,
     PoolLimits,
     StickyPolicy,
+    UpstreamProtocol,
 )
 
 _SIMPLE_KINDS = {
@@ -100,6 +101,27 @@ def translate_lb(lb: LoadBalancerSettings | None) -> LbPolicy:
         )
     ring = (ch.ring_hash.minimum_ring_size if ch.ring_hash else None) or ch.minimum_ring_size
     return LbPolicy(kind=LbKind.RING_HASH, hash_key=key, ring_size=ring or 1024)
+
+
+_H2_PROTOCOLS = frozenset({"HTTP2", "GRPC", "GRPC-WEB"})
+
+
+def upstream_protocol(
+    port_protocol: str | None, pool: ConnectionPoolSettings | None
+) -> UpstreamProtocol:
+    """What the gateway speaks upstream, as Istio decides it: HTTP/2 for ``HTTP2``, ``GRPC``
+    and ``GRPC-WEB`` ports; for HTTP ports, HTTP/2 with ``h2UpgradePolicy: UPGRADE``, the
+    client's protocol with ``useClientProtocol``, else HTTP/1.1 (Istio's mesh default
+    ``DO_NOT_UPGRADE`` for gateways)."""
+    if port_protocol in _H2_PROTOCOLS:
+        return UpstreamProtocol.HTTP2
+    http = pool.http if pool is not None else None
+    if http is not None:
+        if http.use_client_protocol:
+            return UpstreamProtocol.CLIENT
+        if http.h2_upgrade_policy == "UPGRADE":
+            return UpstreamProtocol.HTTP2
+    return UpstreamProtocol.HTTP1
 
 
 def translate_limits(pool: ConnectionPoolSettings | None) -> PoolLimits:

@@ -11,6 +11,7 @@ from gateway_core.compiler.listeners import BoundServer
 from gateway_core.config.common import StringMatch
 from gateway_core.config.regex import translate_re2
 from gateway_core.config.resources import Resource
+from gateway_core.config.validation.http_actions import GRPC_STATUS_CODES
 from gateway_core.config.virtual_service import (
     CorsPolicy,
     HeaderOperations,
@@ -269,6 +270,11 @@ def _fault(fault: HTTPFaultInjection | None) -> FaultSpec | None:
         delay=delay.fixed_delay if delay is not None else None,
         delay_percent=delay_pct,
         abort_status=abort.http_status if abort is not None else None,
+        abort_grpc_status=(
+            GRPC_STATUS_CODES[abort.grpc_status]
+            if abort is not None and abort.grpc_status is not None and abort.http_status is None
+            else None
+        ),
         abort_percent=(abort.percentage.value if abort and abort.percentage else 0.0),
     )
 

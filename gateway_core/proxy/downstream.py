@@ -58,8 +58,6 @@ class DownstreamProtocol(Http1ResponseWriter, asyncio.Protocol):
         "client_ip_bytes",
         "closed",
         "current",
-        "http11",
-        "keep_alive",
         "listener",
         "local_address",
         "loop",
@@ -71,6 +69,7 @@ class DownstreamProtocol(Http1ResponseWriter, asyncio.Protocol):
         "route_table",
         "runtime",
         "scheme",
+        "sniff",
         "transport",
         "trust_forwarded",
         "tunnel",
@@ -99,6 +98,8 @@ class DownstreamProtocol(Http1ResponseWriter, asyncio.Protocol):
         self.keep_alive = True
         self.http11 = True
         self.requests = 0
+        self.sniff = True
+        """The first bytes may still be the HTTP/2 preface (h2c with prior knowledge)."""
         self.write_paused = False
         self.tunnel: object | None = None
         self._paused: set[str] = set()
@@ -140,6 +141,9 @@ class DownstreamProtocol(Http1ResponseWriter, asyncio.Protocol):
                 self.transport.abort()
                 return
             self.route_table = tls.server_of(ssl_object).route_table
+            if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
+                self._become_h2(b"")
+                return
         self.runtime.connections.add(self)
         now = self.loop.time()
         self._deadline = now + self.runtime.settings.header_timeout
@@ -162,6 +166,11 @@ class DownstreamProtocol(Http1ResponseWriter, asyncio.Protocol):
             return
         if self.broken:
             return
+        if self.sniff:
+            self.sniff = False
+            if data.startswith(b"PRI * HTTP/2.0") and self.listener.tls is None:
+                self._become_h2(data)  # h2c with prior knowledge (RFC 9113 §3.3)
+                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -174,6 +183,30 @@ class DownstreamProtocol(Http1ResponseWriter, asyncio.Protocol):
                 self._reject(cause.status, cause.message)
             else:
                 self._reject(400, b"malformed request\n")
+
+    def _become_h2(self, data: bytes) -> None:
+        """Hand the connection to the HTTP/2 codec (ALPN ``h2``, or the h2c preface)."""
+        from gateway_core.proxy.h2_downstream import H2Downstream
+
+        transport = self.transport
+        assert transport is not None
+        self.sniff = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.runtime.connections.discard(self)
+        h2 = H2Downstream(
+            self.runtime,
+            self.listener,
+            self.route_table,
+            self.scheme,
+            self.peer_address,
+            self.local_address,
+        )
+        transport.set_protocol(h2)
+        h2.connection_made(transport)
+        if data:
+            h2.data_received(data)
 
     def _on_parser_upgrade(self, rest: bytes) -> None:
         ex = self.parsing
@@ -357,6 +390,12 @@ class DownstreamProtocol(Http1ResponseWriter, asyncio.Protocol):
 
     def draining_now(self) -> bool:
         return self.runtime.draining
+
+    def drain(self) -> None:
+        """Drain step: an idle keep-alive connection closes now; a busy one after its
+        response (``draining_now`` makes that response say ``connection: close``)."""
+        if self.current is None and self.transport is not None:
+            self.transport.close()
 
     def origin_ip(self, req: RequestHead) -> str:
         return origin_ip(self.runtime.settings.xff_trusted_hops, req, self.client_ip)

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from gateway_core.proxy import cors, fault, messages
+from gateway_core.proxy import cors, fault, grpc, messages
 from gateway_core.proxy.flags import ResponseFlag
 from gateway_core.proxy.headers import new_request_id
 from gateway_core.proxy.local_reply import DEFAULT_BODIES, route_answer
@@ -193,7 +193,7 @@ class Exchange:
             upgrade=self.upgrade,
         )
         if self.request_done:
-            if entry.timeout or entry.mirrors:
+            if entry.timeout or entry.mirrors or b"grpc-timeout" in req.headers:
                 self._request_complete()
         elif req.headers.get(b"expect", b"").lower() == b"100-continue":
             down.send_continue()
@@ -269,8 +269,15 @@ class Exchange:
     def _request_complete(self) -> None:
         entry = self.entry
         assert entry is not None
-        if entry.timeout:
-            self._deadline = self.down.loop.call_later(entry.timeout, self._on_deadline)
+        timeout = entry.timeout
+        if grpc.is_grpc(self.req):
+            # grpc-timeout is honoured, bounded by the route's timeout (Istio sets Envoy's
+            # grpc_timeout_header_max to the route timeout).
+            wanted = grpc.parse_timeout(self.req.headers.get(b"grpc-timeout"))
+            if wanted is not None and (not timeout or wanted < timeout):
+                timeout = wanted
+        if timeout:
+            self._deadline = self.down.loop.call_later(timeout, self._on_deadline)
         replay = self.retry.replay
         if entry.mirrors and (replay is not None or self.req_framing == "none"):
             send_mirrors(self, b"".join(replay or ()))
@@ -328,7 +335,9 @@ class Exchange:
     def _may_retry(self, kind: str, *, sent: bool) -> bool:
         if self.cluster is None or self.finished:
             return False
-        replayable = self.req.method in IDEMPOTENT and (
+        # A stream the host refused was never processed: any method may go again, if its
+        # body can be sent again.
+        replayable = (self.req.method in IDEMPOTENT or kind == "refused-stream") and (
             self.req_framing == "none" or (self.request_done and self.retry.replay is not None)
         )
         return self.retry.allows(kind, sent=sent, replayable=replayable, budget=self.cluster)
@@ -388,6 +397,8 @@ class Exchange:
         flag: ResponseFlag | None,
         body: bytes | None = None,
         extra: HeaderList | None = None,
+        *,
+        grpc_status: int | None = None,
     ) -> None:
         if self.finished:
             return
@@ -399,6 +410,10 @@ class Exchange:
             if body is None:
                 body = DEFAULT_BODIES.get(flag, b"")
         body = body or b""
+        if (status >= 400 or grpc_status is not None) and grpc.is_grpc(self.req):
+            # A trailers-only gRPC error: gRPC clients read grpc-status, not HTTP statuses.
+            extra = (extra or []) + grpc.trailers_only(status, flag, body, grpc_status)
+            status, body = 200, b""
         self.status = status
         self.response_started = True
         self.down.send_local_reply(self, status, body, self._response_extra(extra or []))

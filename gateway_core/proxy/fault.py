@@ -1,7 +1,8 @@
 """Data path: Istio ``fault`` injection (Envoy's fault filter) for one exchange.
 
-``abort`` answers with its status (flag ``FI``) for its percentage of requests; ``delay`` holds
-its percentage of requests for ``fixedDelay`` (flag ``DI``) before they are routed. The two
+``abort`` answers with its HTTP status, or HTTP 200 and its ``grpcStatus`` (flag ``FI``), for
+its percentage of requests; ``delay`` holds its percentage of requests for ``fixedDelay`` (flag
+``DI``) before they are routed. The two
 draws are independent, abort first, with the gateway's seeded random source.
 """
 
@@ -20,8 +21,12 @@ def inject(ex: Exchange, fault: FaultSpec, action: RouteAction) -> bool:
     """Apply ``fault``; True when it took over the exchange (aborted it or delays it)."""
     down = ex.down
     rng = down.runtime.rng
-    if fault.abort_status and rng.random() * 100 < fault.abort_percent:
-        ex.local_reply(fault.abort_status, ResponseFlag.FAULT_INJECTED)
+    aborts = fault.abort_status or fault.abort_grpc_status is not None
+    if aborts and rng.random() * 100 < fault.abort_percent:
+        if fault.abort_status:
+            ex.local_reply(fault.abort_status, ResponseFlag.FAULT_INJECTED)
+        else:  # grpcStatus: HTTP 200, the status in grpc-status for gRPC clients (Envoy)
+            ex.local_reply(200, ResponseFlag.FAULT_INJECTED, grpc_status=fault.abort_grpc_status)
         return True
     if fault.delay and rng.random() * 100 < fault.delay_percent:
         ex.flags += (ResponseFlag.DELAY_INJECTED,)

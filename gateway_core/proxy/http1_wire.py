@@ -93,19 +93,20 @@ class Http1ResponseWriter:
     """Response events → HTTP/1.1 bytes for one connection (one response at a time).
 
     Bytes of one upstream read are collected in ``_out`` and written in one go by ``flush``.
-    The host class provides ``transport``, ``closed``, ``keep_alive``, ``http11`` and
-    ``draining_now``."""
+    The host class provides ``transport``, ``closed`` and ``draining_now``."""
 
-    __slots__ = ("_chunked", "_out")
+    __slots__ = ("_chunked", "_out", "http11", "keep_alive")
 
     transport: asyncio.Transport | None
     closed: bool
-    keep_alive: bool
-    http11: bool
 
     def __init__(self) -> None:
         self._out: list[bytes] = []
         self._chunked = False
+        self.keep_alive = True
+        """The connection persists after this response (both sides allow it)."""
+        self.http11 = True
+        """The client speaks HTTP/1.1 (not 1.0): it can read chunked framing."""
 
     def draining_now(self) -> bool:
         raise NotImplementedError

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from gateway_core.proxy.headers import (
     fields_text,
     forwarded_fields,
@@ -14,6 +16,8 @@ from gateway_core.routing.matchers import PrefixMatcher, RequestMatch
 from gateway_core.routing.request import RequestHead
 from gateway_core.routing.route_table import RouteEntry
 
+if TYPE_CHECKING:
+    from gateway_core.proxy.exchange import Exchange
 
 
 def upstream_authority(req: RequestHead, entry: RouteEntry) -> bytes:
@@ -174,3 +178,49 @@ def response_headers(
     if extra:
         headers = headers + extra
     return headers, length
+
+
+_TE_TRAILERS: HeaderList = [(b"te", b"trailers")]
+
+
+def request_fields(ex: Exchange) -> tuple[bytes, bytes, bytes, HeaderList]:
+    """The upstream request as HTTP/2 wants it: ``(method, path, authority, fields)``, the
+    route's and destination's header operations applied, no connection-specific fields
+    (RFC 9113 §8.2.2) and no Host (``:authority`` carries it, §8.3.1). ``te: trailers`` is
+    kept when the client sent it: gRPC servers require it."""
+    req, entry = ex.req, ex.entry
+    assert entry is not None
+    down = ex.down
+    headers = upstream_request_headers(
+        req.raw_headers,
+        authority=ex.authority,
+        client_ip=down.client_ip_bytes,
+        scheme=req.scheme,
+        original_authority=req.authority,
+        trust_forwarded=down.trust_forwarded,
+        request_id=ex.request_id,
+    )
+    length = req.headers.get(b"content-length")
+    if length is not None:
+        headers.append((b"content-length", length))
+    te = req.headers.get(b"te")
+    if te is not None and b"trailers" in te.lower():
+        headers += _TE_TRAILERS
+    target = ex.target
+    if entry.request_headers is not None:
+        headers = entry.request_headers.apply(headers)
+    if target is not None and target.request_headers is not None:
+        headers = target.request_headers.apply(headers)
+    authority = ex.authority
+    fields: HeaderList = []
+    for field in headers:
+        if field[0] == b"host":
+            authority = field[1]  # a header operation may have set it
+        elif field[0] not in _H2_DROP:
+            fields.append(field)
+    return req.method, upstream_target(req, entry, ex.match), authority, fields
+
+
+_H2_DROP = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
+)

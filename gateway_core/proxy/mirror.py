@@ -79,7 +79,7 @@ class MirrorRequest:
         self._release()
         self._done()
 
-    def on_upstream_lost(self, protocol_error: bool) -> None:
+    def on_upstream_lost(self, protocol_error: bool, refused: bool = False) -> None:
         self._release()
         self._done()
 

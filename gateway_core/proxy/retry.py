@@ -40,14 +40,17 @@ def retriable_status(retry: RetrySpec, status: int) -> bool:
 
 
 def failure_retriable(retry: RetrySpec, kind: str) -> bool:
-    """``kind``: connect-failure, reset (connection lost or invalid response before headers)
-    or timeout (per try, or the upstream went silent)."""
+    """``kind``: connect-failure, reset (connection lost or invalid response before headers),
+    refused-stream or timeout (per try, or the upstream went silent)."""
     on = retry.retry_on
     if kind == "connect-failure":
         # Envoy: connect failures are included in 5xx, gateway-error and reset.
         return bool({"connect-failure", "5xx", "gateway-error", "reset"} & on)
     if kind == "reset":
         return bool({"reset", "5xx", "gateway-error"} & on)
+    if kind == "refused-stream":
+        # An HTTP/2 REFUSED_STREAM (or a stream past the host's GOAWAY): never processed.
+        return bool({"refused-stream", "reset", "5xx", "gateway-error"} & on)
     return bool({"5xx", "gateway-error"} & on)
 
 

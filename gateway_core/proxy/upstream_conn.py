@@ -19,7 +19,10 @@ from typing import TYPE_CHECKING, Protocol, cast
 
 import httptools
 
+from gateway_core.proxy.http1_wire import last_chunk
+
 if TYPE_CHECKING:
+    from gateway_core.proxy.exchange import Exchange
     from gateway_core.upstream.pool import HostPool
 
 MAX_HEADER_BYTES = 61440
@@ -36,7 +39,7 @@ class ResponseSink(Protocol):
     def on_response_body(self, data: bytes) -> None: ...
     def on_response_trailers(self, trailers: list[tuple[bytes, bytes]]) -> None: ...
     def on_response_complete(self, reusable: bool) -> None: ...
-    def on_upstream_lost(self, protocol_error: bool) -> None: ...
+    def on_upstream_lost(self, protocol_error: bool, refused: bool = False) -> None: ...
     def on_upstream_upgrade(self, conn: UpstreamConnection, rest: bytes) -> None: ...
     def flush(self) -> None: ...
     def upstream_pause(self) -> None: ...
@@ -49,6 +52,7 @@ class _HeadTooLarge(Exception):
 
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
+        "_chunked",
         "_expect_no_body",
         "_framing",
         "_headers",
@@ -84,6 +88,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._response_started = False
         self._request_sent = False
         self._expect_no_body = False
+        self._chunked = False
         self._framing = "length"
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -115,6 +120,32 @@ class UpstreamConnection(asyncio.Protocol):
         self._request_sent = sent
         self._expect_no_body = expect_no_body
         self.transport.write(head)
+
+    # -- the request as events (an HTTP/1.1 connection is its own one stream) ----------------
+    def open_stream(
+        self, sink: ResponseSink, ex: Exchange, expect_no_body: bool, complete: bool
+    ) -> UpstreamConnection:
+        """Start the exchange's request on this connection: its head now (``complete``: the
+        head is the whole request); body events follow in the client's framing."""
+        self._chunked = ex.req_framing == "chunked"
+        self.attach(sink, ex.head, expect_no_body, complete)
+        return self
+
+    def send_body(self, data: bytes) -> None:
+        if self._chunked:
+            self.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
+        else:
+            self.write(data)
+
+    def end_body(self, trailers: list[tuple[bytes, bytes]] | None) -> None:
+        if self._chunked:
+            self.write(last_chunk(trailers))
+        self.end_request()
+
+    def cancel(self) -> None:
+        """The attempt is abandoned: the connection cannot be reused (its response is
+        unfinished), so it closes."""
+        self.detach()
 
     def end_request(self) -> None:
         """The request is completely written; only then may the connection be reused (a

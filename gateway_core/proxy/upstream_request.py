@@ -36,6 +36,12 @@ FAILURES: dict[str, tuple[LocalOrigin, int, ResponseFlag, str]] = {
     "connect-timeout": (LocalOrigin.TIMEOUT, 503, _UF, "connect-failure"),
     "reset": (LocalOrigin.RESET, 503, ResponseFlag.UPSTREAM_CONNECTION_TERMINATION, "reset"),
     "protocol-error": (LocalOrigin.RESET, 502, ResponseFlag.UPSTREAM_PROTOCOL_ERROR, "reset"),
+    "refused-stream": (
+        LocalOrigin.RESET,
+        503,
+        ResponseFlag.UPSTREAM_REMOTE_RESET,
+        "refused-stream",
+    ),
     "timeout": (LocalOrigin.TIMEOUT, 504, ResponseFlag.UPSTREAM_TIMEOUT, "timeout"),
 }
 
@@ -90,7 +96,7 @@ class UpstreamRequest:
             self.ex.attempt_failed(self, "timeout")
 
     # -- connection (PoolWaiter) -----------------------------------------------------------
-    def on_connection(self, conn: UpstreamConnection) -> None:
+    def on_connection(self, conn: UpstreamConnection) -> None:  # or an HTTP/2 connection
         if not self.alive or self.conn is not None:
             conn.pool.release(conn)
             return
@@ -102,14 +108,15 @@ class UpstreamRequest:
         host.active_requests += 1
         host.total_requests += 1
         self.sent = True
+        head_only = ex.req.method == b"HEAD"
         if ex.request_done and self.framing == "none" and not self.pending:
-            conn.attach(self, ex.head, ex.req.method == b"HEAD", True)  # the head is all
+            self.conn = conn.open_stream(self, ex, head_only, True)  # the head is all
             return
-        conn.attach(self, ex.head, ex.req.method == b"HEAD", False)
+        stream = self.conn = conn.open_stream(self, ex, head_only, False)
         if self.pending:
             self._send_pending()
         if ex.request_done:
-            self._end(conn)
+            stream.end_body(ex.req_trailers)
 
     def on_connect_failed(self, reason: str, timeout: bool) -> None:
         if self.alive:
@@ -121,10 +128,7 @@ class UpstreamRequest:
     def send(self, data: bytes) -> None:
         conn = self.conn
         if conn is not None:
-            if self.framing == "chunked":
-                conn.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
-            else:
-                conn.write(data)
+            conn.send_body(data)
             return
         self.pending.append(data)
         self.pending_size += len(data)
@@ -134,12 +138,7 @@ class UpstreamRequest:
     def end(self) -> None:
         """The client's request body is complete."""
         if self.conn is not None:
-            self._end(self.conn)
-
-    def _end(self, conn: UpstreamConnection) -> None:
-        if self.framing == "chunked":
-            conn.write(b"0\r\n\r\n")
-        conn.end_request()
+            self.conn.end_body(self.ex.req_trailers)
 
     def _send_pending(self) -> None:
         pending, self.pending = self.pending, []
@@ -203,7 +202,7 @@ class UpstreamRequest:
         if conn is not None:  # ``_release``, inlined for the common end of an attempt
             self.host.active_requests -= 1
             if not reusable and not conn.closed:
-                conn.detach()
+                conn.cancel()
         if self.alive:
             self.alive = False  # ``_stop``, inlined for the common end of an attempt
             if self.try_timer is not None:
@@ -215,12 +214,16 @@ class UpstreamRequest:
             down.flush()
             self.ex.attempt_complete(self)
 
-    def on_upstream_lost(self, protocol_error: bool) -> None:
+    def on_upstream_lost(self, protocol_error: bool, refused: bool = False) -> None:
+        """The connection (HTTP/1.1) or the stream (HTTP/2) ended before the response did.
+        ``refused``: an HTTP/2 host refused or never processed the stream (REFUSED_STREAM,
+        or beyond its GOAWAY's last stream id)."""
         self._release(False)
         self.flush()  # a truncated body still reaches the client before the cut
         if self.alive:
             self._stop()
-            self.ex.attempt_failed(self, "protocol-error" if protocol_error else "reset")
+            kind = "protocol-error" if protocol_error else "refused-stream" if refused else "reset"
+            self.ex.attempt_failed(self, kind)
 
     def on_upstream_upgrade(self, conn: UpstreamConnection, rest: bytes) -> None:
         if not self.alive:
@@ -251,7 +254,7 @@ class UpstreamRequest:
             return
         self.host.active_requests -= 1
         if not reusable and not conn.closed:
-            conn.detach()
+            conn.cancel()
 
     def _stop(self) -> None:
         self.alive = False

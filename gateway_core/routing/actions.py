@@ -121,6 +121,8 @@ class FaultSpec:
     delay: float | None = None
     delay_percent: float = 0.0
     abort_status: int | None = None
+    abort_grpc_status: int | None = None
+    """``abort.grpcStatus`` as its code: Envoy answers HTTP 200 carrying that grpc-status."""
     abort_percent: float = 0.0
 
 

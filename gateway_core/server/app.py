@@ -176,8 +176,7 @@ class Gateway:
         await asyncio.sleep(settings.drain_propagation if propagation is None else propagation)
         self.listeners.stop_accepting()
         for conn in list(runtime.connections):
-            if conn.current is None and conn.transport is not None:
-                conn.transport.close()  # idle keep-alive connection
+            conn.drain()  # HTTP/1.1: idle ones close; HTTP/2: GOAWAY, open streams finish
         deadline = time.monotonic() + settings.drain_deadline
         # A bounded 50 ms poll keeps drain bookkeeping out of the data path.
         while _busy(runtime) and time.monotonic() < deadline:  # noqa: ASYNC110

@@ -48,7 +48,8 @@ ISTIO_CIPHER_SUITES: frozenset[str] = frozenset((
     "DES-CBC3-SHA",
 ))
 # fmt: on
-ALPN_PROTOCOLS = ("http/1.1",)
+ALPN_PROTOCOLS = ("h2", "http/1.1")
+"""Offered to clients, preferred first (RFC 7301): HTTP/2, then HTTP/1.1."""
 _OPTIONS = ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION | ssl.OP_NO_TICKET
 _V = ssl.TLSVersion
 # Python deprecates TLS 1.0/1.1 and OpenSSL 3 refuses them at its default security level, so a

@@ -13,7 +13,6 @@ import ssl
 from collections.abc import Iterable
 
 from gateway_core.server.tls import (
-    ALPN_PROTOCOLS,
     FileSignature,
     SslConn,
     TlsConfigError,
@@ -44,7 +43,7 @@ def build_client_context(tls: UpstreamTls) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
-    ctx.set_alpn_protocols(list(ALPN_PROTOCOLS))
+    ctx.set_alpn_protocols(["http/1.1"])  # upstream connections speak HTTP/1.1
     try:
         if tls.insecure_skip_verify:
             ctx.check_hostname = False

@@ -68,27 +68,18 @@ KNOWN_STATUS_CODES = frozenset(
     )
 )
 
-GRPC_STATUS_NAMES = frozenset(
-    {
-        "OK",
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    }
-)
+GRPC_STATUS_CODES: dict[str, int] = {
+    name: code
+    for code, name in enumerate(
+        (
+            "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+            "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+            "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+            "UNAUTHENTICATED",
+        )
+    )
+}  # fmt: skip
+"""gRPC status names as Istio's ``grpcStatus`` writes them, and their codes."""
 
 CORS_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE", "*"}
@@ -216,7 +207,7 @@ def _validate_abort(abort: Abort, path: str, rep: Reporter) -> None:
         rep.warning(path, "abort configured, but error type not set")
     if abort.http_status is not None:
         rep.error(f"{path}.httpStatus", http_status_error(abort.http_status))
-    if abort.grpc_status is not None and abort.grpc_status not in GRPC_STATUS_NAMES:
+    if abort.grpc_status is not None and abort.grpc_status not in GRPC_STATUS_CODES:
         rep.error(
             f"{path}.grpcStatus",
             f"gRPC status {quote(abort.grpc_status)} is not supported. See "
@@ -225,12 +216,6 @@ def _validate_abort(abort: Abort, path: str, rep: Reporter) -> None:
         )
     if abort.http2_error is not None:
         rep.error(f"{path}.http2Error", "HTTP/2 abort fault injection not supported yet")
-    if abort.grpc_status is not None and abort.http_status is None:
-        rep.warning(
-            f"{path}.grpcStatus",
-            "ignored: this gateway serves HTTP/1.1 and cannot abort with a gRPC status; "
-            "use httpStatus",
-        )
 
 
 def _validate_delay(delay: Delay, path: str, rep: Reporter) -> None:

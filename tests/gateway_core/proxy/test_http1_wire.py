@@ -29,7 +29,7 @@ class FakeTransport:
 
 
 class Writer(Http1ResponseWriter):
-    __slots__ = ("closed", "draining", "http11", "keep_alive", "transport")
+    __slots__ = ("closed", "draining", "transport")
 
     def __init__(self, http11: bool = True) -> None:
         super().__init__()

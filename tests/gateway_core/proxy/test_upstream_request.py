@@ -57,6 +57,7 @@ class FakeExchange(Recorder):
         super().__init__()
         self.down = FakeDown()
         self.req_framing = framing
+        self.req_trailers = None
         self.request_done = done
         self.head = b"POST / HTTP/1.1\r\nhost: h\r\n\r\n"
         self.req = RequestHead(b"POST", b"/", b"", b"h", b"http", 80, [(b"host", b"h")])
