@@ -141,9 +141,9 @@ def test_interim_and_switching() -> None:
     w = Writer()
     w.send_continue()
     w.send_switching_protocols([(b"upgrade", b"websocket"), (b"content-length", b"0")])
-    assert (
-        w.wire
-        == b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n"
+    assert w.wire == (
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n"
     )
     assert switching_protocols([]) == b"HTTP/1.1 101 Switching Protocols\r\n\r\n"
     assert last_chunk(None) == b"0\r\n\r\n"
