@@ -157,7 +157,9 @@ def _terminate(signum: int, _frame: FrameType | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     opts = parse_args(argv)
-    tools, missing = environment.find_tools(need_taskset=opts.pin)
+    h2 = "h2" in opts.groups or any(key.startswith("h2-") for key in opts.only)
+    grpc = "grpc" in opts.groups or any(key.startswith("grpc-") for key in opts.only)
+    tools, missing = environment.find_tools(need_taskset=opts.pin, need_h2load=h2, need_grpc=grpc)
     if tools is None:
         print("cannot run the benchmark, missing:\n  " + "\n  ".join(missing), file=sys.stderr)
         return 2

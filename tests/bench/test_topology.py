@@ -119,3 +119,21 @@ def test_h2_and_grpc_paths_come_up_checked(tmp_path: Path) -> None:
     finally:
         procs.stop_all()
     assert procs.procs == []
+
+
+def test_missing_h2load_is_named_with_its_package(tmp_path: Path) -> None:
+    """Asked for HTTP/2 paths on a PATH without h2load, the tool check names the Debian
+    package to install; without HTTP/2 paths h2load is not needed."""
+    for tool in ("wrk", "taskset"):
+        found = shutil.which(tool)
+        if found is None:
+            pytest.skip(f"{tool} is not installed")
+        (tmp_path / tool).symlink_to(found)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PATH", str(tmp_path))
+        tools, missing = environment.find_tools(need_taskset=True, need_h2load=True)
+        assert tools is None
+        assert "h2load: apt-get install -y nghttp2-client" in missing
+        without, _ = environment.find_tools(need_taskset=True, need_grpc=True)
+    if not NO_NGINX:
+        assert without is not None
