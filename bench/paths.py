@@ -76,23 +76,15 @@ def _bring_up(topo: Topology, key: str, port: int, pod: Proc) -> BenchPath:
     except (StartError, RuntimeError, OSError) as exc:
         if not optional:
             raise
-        label = _label(key)
-        return BenchPath(
-            key,
-            key.split("-")[0],
-            "ours",
-            label,
-            "",
-            (),
-            pod,
-            optional=True,
-            failure=_one_line(exc),
-        )
+        reason = _one_line(exc).removeprefix(f"{key}: ")
+        kind = key.split("-")[0]
+        return BenchPath(key, kind, "ours", _label(key), "", (), pod, optional=True, failure=reason)
     return dataclasses.replace(path, optional=optional)
 
 
 def _one_line(exc: BaseException) -> str:
-    """The first line of an error (a start error's log tail follows on the next lines)."""
+    """The first line of an error (a start error's log tail follows on the next lines); the
+    caller prints the path's key itself."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
