@@ -201,6 +201,9 @@ class HostPool(Generic[C]):
             self.group.resources.pending_requests.dec()
             waiter.on_connection(conn)
             return
+        if self._closing:
+            conn.close()  # handed back by an abandoned request after the pool closed
+            return
         loop = self.group.loop
         conn.idle_since = loop.time()
         self.idle.append(conn)

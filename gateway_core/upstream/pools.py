@@ -64,6 +64,7 @@ class ClusterPools(Generic[C]):
         self._uses = 0
         self._sweep: Timer | None = None
         self._loop = loop
+        self._closed = False
 
     @property
     def loop(self) -> Scheduler:
@@ -80,6 +81,11 @@ class ClusterPools(Generic[C]):
     def get(self, host: Host, sni: str | None) -> HostPool[C]:
         pool = self.pools.get((host.key, sni))
         if pool is None:
+            if self._closed:
+                # A request still on a stopped cluster: served, but nothing is kept for later.
+                pool = HostPool(self, host, self.tls, sni)
+                pool.close("cluster stopped")
+                return pool
             pool = self._create(host, sni)
         self._uses = uses = self._uses + 1
         pool.last_use = uses
@@ -112,6 +118,7 @@ class ClusterPools(Generic[C]):
             self._drop(pool, "upstream host removed")
 
     def close(self) -> None:
+        self._closed = True
         if self._sweep is not None:
             self._sweep.cancel()
             self._sweep = None

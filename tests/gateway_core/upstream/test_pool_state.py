@@ -257,3 +257,23 @@ def test_closing_a_pool_fails_its_queue_and_closes_idle_connections() -> None:
     again.finish()
     r.pools.close()
     assert again.closed and len(r.pools) == 0
+
+
+def test_a_closed_pool_keeps_nothing_handed_back_to_it() -> None:
+    """A connection released to a closed pool (an abandoned request's) is closed, not kept
+    idle; a stopped cluster still serves a late request but pools nothing for later."""
+    r = rig()
+    pool = r.pools.get(A, None)
+    pool.acquire(Waiter("1"))
+    conn = r.connector.succeed()
+    r.pools.close()
+    pool.release(conn)
+    assert conn.closed and pool.idle == []
+    late = r.pools.get(A, None)
+    assert late is not pool and len(r.pools) == 0
+    waiter = Waiter("late")
+    late.acquire(waiter)
+    again = r.connector.succeed()
+    assert waiter.conn is again
+    again.finish()
+    assert again.closed and late.idle == []
