@@ -164,12 +164,10 @@ class Exchange:
         if cluster is None:
             self.local_reply(503, ResponseFlag.NO_CLUSTER)
             return
-        if cluster.active_requests >= cluster.spec.limits.max_requests:
-            cluster.stats.overflow += 1
+        if not cluster.resources.requests.try_inc():
             self.local_reply(503, ResponseFlag.UPSTREAM_OVERFLOW)
             return
         self.target, self.cluster = target, cluster
-        cluster.active_requests += 1
         retries = entry.retries
         self.retry.policy = DEFAULT_RETRY if retries is None else retries
         self.request_id = req.headers.get(b"x-request-id") or new_request_id()
@@ -239,8 +237,7 @@ class Exchange:
             ureq.arm_try_timer(retry.policy.per_try_timeout)
         try:
             pool.acquire(ureq)
-        except Overflow:
-            cluster.stats.overflow += 1
+        except Overflow:  # counted by the pool on the cluster's ResourceManager
             self.local_reply(503, ResponseFlag.UPSTREAM_OVERFLOW)
 
     # -- request body ----------------------------------------------------------------------
@@ -329,7 +326,8 @@ class Exchange:
         replayable = self.req.method in IDEMPOTENT and (
             self.req_framing == "none" or (self.request_done and self.retry.replay is not None)
         )
-        return self.retry.allows(kind, sent=sent, replayable=replayable, budget=self.cluster)
+        budget = self.cluster.resources.retries
+        return self.retry.allows(kind, sent=sent, replayable=replayable, budget=budget)
 
     def _retry(self, unsent: list[bytes] | None = None) -> None:
         assert self.cluster is not None
@@ -433,7 +431,7 @@ class Exchange:
             self.upstream.abandon()
             self.upstream = None
         if self.cluster is not None:
-            self.cluster.active_requests -= 1
+            self.cluster.resources.requests.dec()
         self.down.exchange_finished(self, abort)
 
     def downstream_lost(self) -> None:

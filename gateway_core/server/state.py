@@ -106,19 +106,21 @@ class GatewayRuntime:
     def cluster_samples(self) -> list[ClusterSample]:
         out = []
         for key, c in sorted(self.clusters.items()):
-            s = c.stats
+            s, r = c.stats, c.resources
             outlier = c.outlier.stats() if c.outlier is not None else None
             out.append(
                 ClusterSample(
                     key=key,
                     rq={"2xx": s.rq_2xx, "3xx": s.rq_3xx, "4xx": s.rq_4xx, "5xx": s.rq_5xx},
                     retries=s.retries,
-                    overflow=s.overflow,
+                    overflow=r.refused_requests,
+                    cx_overflow=r.connections.overflow,
+                    retry_overflow=r.retries.overflow,
                     connect_fail=s.connect_fail,
                     connect_timeout=s.connect_timeout,
-                    cx_active=c.open_connections,
-                    rq_active=c.active_requests,
-                    rq_pending=c.pending_requests,
+                    cx_active=r.connections.count,
+                    rq_active=r.requests.count,
+                    rq_pending=r.pending_requests.count,
                     ejections_active=outlier.ejections_active if outlier is not None else 0,
                     ejections_total=outlier.ejections_total if outlier is not None else 0,
                     hosts=len(c.hosts),
