@@ -1,12 +1,14 @@
-"""Data path (benchmark): ``python bench/run.py [--duration 10] [--runs 3] [--quick]``.
+"""Data path (benchmark): ``python bench/run.py [--runs 3] [--quick] [--h2] [--grpc]``.
 
-Brings up the backend, our gateways and nginx (bench/topology.py), measures every path with wrk
-in interleaved rounds (round 1 of every path, then round 2, ...) so drift hits all paths alike,
-then measures RSS growth for 100 MB streamed bodies, and optionally profiles a gateway with
-py-spy (``--profile``) and counts system calls per request with strace (``--syscalls``).
-Prints markdown tables and writes bench/results/bench-<time>.json. The exit code only says
-whether the benchmark ran (0), lacked tools (2), failed (1) or was interrupted (130):
-goals are reported, never enforced.
+Brings up the backends, our gateways and nginx (bench/topology.py, bench/paths.py), measures
+every path with its load generator (wrk for HTTP/1.1, h2load for HTTP/2, bench/grpc_load.py for
+gRPC) in interleaved rounds (round 1 of every path, then round 2, ...) so drift hits all paths
+alike, then measures RSS growth for 100 MB streamed bodies through an HTTP/1.1 Tier-2, and
+optionally profiles a gateway with py-spy (``--profile``) and counts system calls per request
+with strace (``--syscalls``). Prints markdown tables and writes bench/results/bench-<time>.json.
+The exit code only says whether the benchmark ran (0), lacked tools (2), failed (1) or was
+interrupted (130): goals are reported, never enforced, and one of our HTTP/2 or gRPC paths that
+cannot be measured (our gateway does not speak the protocol) is reported, not fatal.
 """
 
 from __future__ import annotations
@@ -21,23 +23,26 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from types import FrameType
+from typing import TypeVar
 
-from bench import diagnose, environment, report, stats
+from bench import diagnose, drivers, environment, report, stats
+from bench.load import LoadError, RunResult
+from bench.paths import build_paths, select
 from bench.procs import ProcessSet, StartError, machine_busy
 from bench.pyspy import Profile
 from bench.stream import Transfer, run_transfers
 from bench.syscalls import SyscallCount, format_counts
-from bench.topology import PATH_KEYS, BenchPath, Pinning, Topology, build_paths, free_port
-from bench.wrk import RunResult, WrkError, measure
+from bench.topology import PATH_KEYS, BenchPath, Pinning, Topology, free_port
 from certs.generate import generate_lab_certs
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 QUIET_SAMPLE = 1.0
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +63,8 @@ class Options:
     native: bool
     syscalls: bool
     only: tuple[str, ...]
+    groups: tuple[str, ...]
+    """Path groups asked for with --h1, --h2, --grpc (the paths of ``only`` come on top)."""
     keep_workdir: bool
     results_dir: Path
 
@@ -70,6 +77,8 @@ class Results:
     transfers: list[Transfer]
     profile: Profile | None
     syscalls: dict[str, tuple[int, list[SyscallCount]]]
+    unavailable: dict[str, str]
+    """Optional paths that could not be brought up or measured, and why."""
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:
@@ -111,6 +120,12 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         "--syscalls", action="store_true", help="strace -c: system calls per request of (b), (c)"
     )
     p.add_argument("--only", nargs="+", default=[], metavar="KEY", help="measure these paths")
+    for group, what in (
+        ("h1", "the HTTP/1.1 paths (a, b, c; the default when no path is named)"),
+        ("h2", "the HTTP/2 paths (h2load over TLS, ALPN h2)"),
+        ("grpc", "the gRPC paths (bench/grpc_load.py, h2c)"),
+    ):
+        p.add_argument(f"--{group}", action="append_const", const=group, dest="groups", help=what)
     p.add_argument("--keep-workdir", action="store_true", help="keep configs and logs")
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     a = p.parse_args(argv)
@@ -130,6 +145,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         native=a.native,
         syscalls=a.syscalls,
         only=tuple(a.only),
+        groups=tuple(a.groups or ()),
         keep_workdir=a.keep_workdir,
         results_dir=a.results_dir,
     )
@@ -141,7 +157,9 @@ def _terminate(signum: int, _frame: FrameType | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     opts = parse_args(argv)
-    tools, missing = environment.find_tools(need_taskset=opts.pin)
+    h2 = "h2" in opts.groups or any(key.startswith("h2-") for key in opts.only)
+    grpc = "grpc" in opts.groups or any(key.startswith("grpc-") for key in opts.only)
+    tools, missing = environment.find_tools(need_taskset=opts.pin, need_h2load=h2, need_grpc=grpc)
     if tools is None:
         print("cannot run the benchmark, missing:\n  " + "\n  ".join(missing), file=sys.stderr)
         return 2
@@ -156,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: stopping every process", file=sys.stderr)
         return 130
-    except (StartError, WrkError, RuntimeError, OSError, ValueError) as exc:
+    except (StartError, LoadError, RuntimeError, OSError, ValueError) as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -174,10 +192,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _benchmark(topo: Topology, opts: Options) -> int:
     print(environment.describe(topo.pin), flush=True)
     print("starting backend, gateways and nginx ...", flush=True)
-    paths = build_paths(topo, opts.only or PATH_KEYS)
-    runs, discarded = _measure_all(paths, topo.pin, opts)
-    transfers = _rss_test(topo, opts) if opts.rss else []
-    run = partial(_run_one, pin=topo.pin, opts=opts)
+    keys = select(opts.groups, opts.only)
+    built = build_paths(topo, keys)
+    unavailable = {p.key: p.failure for p in built if p.failure}
+    for key, reason in unavailable.items():
+        print(f"{key}: cannot be measured: {reason}", flush=True)
+    run = partial(_run_one, pin=topo.pin, opts=opts, scratch=topo.workdir)
+    runs, discarded = _measure_all([p for p in built if not p.failure], run, opts, unavailable)
+    paths = [p for p in built if p.key in runs]
+    if not paths:
+        raise RuntimeError("no path could be measured")
+    http1 = any(key in PATH_KEYS for key in keys)
+    transfers = _rss_test(topo, opts) if opts.rss and http1 else []
     profile = None
     if opts.profile:
         profile = diagnose.profile_gateway(
@@ -185,24 +211,30 @@ def _benchmark(topo: Topology, opts: Options) -> int:
         )
     syscalls = diagnose.count_syscalls(paths, run) if opts.syscalls else {}
     summaries = [stats.summarize(p.key, runs[p.key]) for p in paths]
-    results = Results(summaries, runs, discarded, transfers, profile, syscalls)
-    _print_report(results, {p.key: p.label for p in paths}, opts)
+    results = Results(summaries, runs, discarded, transfers, profile, syscalls, unavailable)
+    _print_report(results, {p.key: p.label for p in built}, opts)
     _write_json(results, topo.pin, opts)
     return 0
 
 
 def _measure_all(
-    paths: Sequence[BenchPath], pin: Pinning, opts: Options
+    paths: Sequence[BenchPath], run: diagnose.Runner, opts: Options, unavailable: dict[str, str]
 ) -> tuple[dict[str, list[RunResult]], int]:
-    """Interleaved rounds over all paths; returns the runs kept and how many were discarded."""
+    """Interleaved rounds over all paths; returns the runs kept and how many were discarded.
+    An optional path whose run fails is dropped with its reason in ``unavailable``."""
+    live = list(paths)
     for path in paths:
         print(f"warm-up {path.key} ({opts.warmup:.0f}s)", flush=True)
-        _run_one(path, opts.warmup, pin=pin, opts=opts)
-    runs: dict[str, list[RunResult]] = {p.key: [] for p in paths}
+        _tolerant(path, partial(run, path, opts.warmup), live, unavailable)
+    runs: dict[str, list[RunResult]] = {p.key: [] for p in live}
     discarded = 0
     for index in range(opts.runs):
-        for path in paths:
-            result, retries = _quiet_run(path, pin, opts)
+        for path in list(live):
+            got = _tolerant(path, partial(_quiet_run, path, run, opts), live, unavailable)
+            if got is None:
+                del runs[path.key]
+                continue
+            result, retries = got
             discarded += retries
             runs[path.key].append(result)
             print(
@@ -214,12 +246,30 @@ def _measure_all(
     return runs, discarded
 
 
-def _quiet_run(path: BenchPath, pin: Pinning, opts: Options) -> tuple[RunResult, int]:
+def _tolerant(
+    path: BenchPath, attempt: Callable[[], _T], live: list[BenchPath], unavailable: dict[str, str]
+) -> _T | None:
+    """``attempt()``; for an optional path a failure is recorded and the path dropped."""
+    if path not in live:
+        return None
+    try:
+        return attempt()
+    except (LoadError, StartError) as exc:
+        if not path.optional:
+            raise
+        reason = str(exc).strip().splitlines()[0]
+        print(f"{path.key}: cannot be measured: {reason}", flush=True)
+        unavailable[path.key] = reason
+        live.remove(path)
+        return None
+
+
+def _quiet_run(path: BenchPath, run: diagnose.Runner, opts: Options) -> tuple[RunResult, int]:
     """A run that other processes on the machine did not disturb, if one can be had within
     ``opts.retries`` repetitions; otherwise the last run (its "other cores" shows it)."""
     for attempt in range(opts.retries + 1):
         _wait_for_quiet(opts)
-        result = _run_one(path, opts.duration, pin=pin, opts=opts)
+        result = run(path, opts.duration)
         if result.other_cores <= opts.max_other or attempt == opts.retries:
             return result, attempt
         print(
@@ -243,19 +293,13 @@ def _wait_for_quiet(opts: Options) -> None:
         busy = machine_busy(QUIET_SAMPLE)
 
 
-def _run_one(path: BenchPath, duration: float, *, pin: Pinning, opts: Options) -> RunResult:
+def _run_one(
+    path: BenchPath, duration: float, *, pin: Pinning, opts: Options, scratch: Path
+) -> RunResult:
     for proc in path.proxies:
         if not proc.alive():
             raise StartError(f"{proc.name} died (exit {proc.popen.returncode}):\n{proc.log_tail()}")
-    return measure(
-        path.url,
-        [p.pid for p in path.proxies],
-        [path.backend.pid],
-        duration=duration,
-        connections=opts.connections,
-        load_cpu=pin.load,
-        proxy_cpu=pin.proxy,
-    )
+    return drivers.run(path, duration, pin=pin, connections=opts.connections, scratch=scratch)
 
 
 def _rss_test(topo: Topology, opts: Options) -> list[Transfer]:
@@ -278,6 +322,9 @@ def _print_report(results: Results, labels: dict[str, str], opts: Options) -> No
     for s in results.summaries:
         if s.errors:
             print(f"WARNING: {s.key} had {s.errors} socket errors or non-2xx/3xx responses")
+    if results.unavailable:
+        print()
+        print("\n".join(report.unavailable_lines(results.unavailable, labels)))
     if results.discarded:
         print(f"{results.discarded} runs were discarded: other processes were using the machine")
     if results.transfers:
@@ -298,7 +345,15 @@ def _write_json(results: Results, pin: Pinning, opts: Options) -> None:
     options = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items()}
     meta = environment.metadata(pin) | {"options": options, "discarded_runs": results.discarded}
     ratios = stats.ratios({s.key: s for s in results.summaries})
-    doc = report.document(meta, results.summaries, raw, ratios, results.transfers, results.profile)
+    doc = report.document(
+        meta,
+        results.summaries,
+        raw,
+        ratios,
+        results.transfers,
+        results.profile,
+        results.unavailable,
+    )
     doc["syscalls_per_request"] = {
         key: {"requests": requests, "calls": {c.name: c.per_request for c in counts}}
         for key, (requests, counts) in results.syscalls.items()

@@ -3,6 +3,9 @@
 Everything here is pure text generation so the exact configurations can be tested and quoted in
 docs/benchmarks.md. Both proxies are asked to do the same work per request: keep-alive upstream
 connections, X-Forwarded-For/-Proto/-Host and a request id, no response buffering to disk.
+For HTTP/2 nginx listens with ``ssl http2`` and still proxies HTTP/1.1 to the pod; for gRPC it
+listens with plaintext ``http2`` and uses ``grpc_pass``, while our ServiceEntry names its port
+``grpc`` (protocol GRPC), which is how Istio tells a gateway to speak HTTP/2 upstream.
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ TIER2_CREDENTIAL = "tier2-credential"
 
 @dataclass(frozen=True, slots=True)
 class Upstream:
-    """Where a proxy forwards to, and whether it speaks TLS (verified against ``ca_file``)."""
+    """Where a proxy forwards to, whether it speaks TLS (verified against ``ca_file``), and
+    whether it is a gRPC server (HTTP/2 upstream)."""
 
     port: int
     tls: bool = False
     ca_file: str = ""
+    grpc: bool = False
 
 
 def istio_gateway(
@@ -33,7 +38,7 @@ def istio_gateway(
     set), a catch-all VirtualService, and a STATIC ServiceEntry for the single upstream,
     plus a DestinationRule originating TLS when the upstream is TLS."""
     upstream_host = host or BACKEND_HOST
-    protocol = "HTTPS" if upstream.tls else "HTTP"
+    protocol = "GRPC" if upstream.grpc else "HTTPS" if upstream.tls else "HTTP"
     port_name = protocol.lower()
     docs = [
         _gateway(listen_port, https_credential),
@@ -131,22 +136,23 @@ def nginx_proxy(
     *,
     server_cert: tuple[str, str] | None = None,
     access_log: str | None = None,
+    http2: bool = False,
     run_as_root: bool,
 ) -> str:
     """A one-worker reverse proxy with a keep-alive upstream pool; ``server_cert`` (cert, key)
     makes it listen with TLS, ``upstream.tls`` makes it originate verified TLS with session
     reuse (nginx's default ``proxy_ssl_session_reuse on``, stated explicitly). ``access_log``
-    writes nginx's combined log there, buffered (64 KiB, flushed every 50 ms) like ours."""
+    writes nginx's combined log there, buffered (64 KiB, flushed every 50 ms) like ours.
+    ``http2`` (with ``server_cert``) offers ALPN h2 to clients (nginx 1.22: ``listen ... ssl
+    http2``); the upstream side stays HTTP/1.1 with keep-alive."""
     log = f"    access_log {access_log} combined buffer=64k flush=50ms;\n" if access_log else ""
     listen = f"127.0.0.1:{listen_port} backlog=4096"
     ssl_server = ""
     if server_cert is not None:
         listen += " ssl"
-        ssl_server = f"""    ssl_certificate {server_cert[0]};
-    ssl_certificate_key {server_cert[1]};
-    ssl_protocols TLSv1.2 TLSv1.3;
-    ssl_session_cache shared:bench_{name}:1m;
-"""
+        ssl_server = _ssl_server(name, server_cert)
+    if http2:
+        listen += " http2"
     scheme = "https" if upstream.tls else "http"
     ssl_client = ""
     if upstream.tls:
@@ -175,6 +181,42 @@ def nginx_proxy(
       proxy_set_header X-Forwarded-Host $http_host;
       proxy_set_header X-Request-Id $request_id;
 {ssl_client}    }}
+  }}
+}}
+"""
+    )
+
+
+def _ssl_server(name: str, server_cert: tuple[str, str]) -> str:
+    return f"""    ssl_certificate {server_cert[0]};
+    ssl_certificate_key {server_cert[1]};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache shared:bench_{name}:1m;
+"""
+
+
+def nginx_grpc_proxy(
+    workdir: Path, name: str, listen_port: int, upstream_port: int, *, run_as_root: bool
+) -> str:
+    """A one-worker gRPC proxy: plaintext HTTP/2 (h2c with prior knowledge) in, ``grpc_pass``
+    out to a keep-alive pool, with the same forwarding headers as the HTTP proxies. nginx
+    sends each call on its own upstream HTTP/2 connection, taken from and returned to the
+    pool; it does not multiplex calls upstream."""
+    return (
+        _nginx_common(workdir, name, run_as_root=run_as_root)
+        + f"""  upstream bench_{name} {{
+    server 127.0.0.1:{upstream_port};
+    keepalive 128;
+  }}
+  server {{
+    listen 127.0.0.1:{listen_port} backlog=4096 http2;
+    location / {{
+      grpc_pass grpc://bench_{name};
+      grpc_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      grpc_set_header X-Forwarded-Proto $scheme;
+      grpc_set_header X-Forwarded-Host $http_host;
+      grpc_set_header X-Request-Id $request_id;
+    }}
   }}
 }}
 """

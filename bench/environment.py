@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import os
 import platform
 import shutil
@@ -14,7 +15,7 @@ from pathlib import Path
 from bench.topology import Pinning, Tools
 
 REPO = Path(__file__).resolve().parent.parent
-_APT = {"nginx": "nginx-light", "wrk": "wrk", "taskset": "util-linux"}
+_APT = {"nginx": "nginx-light", "wrk": "wrk", "taskset": "util-linux", "h2load": "nghttp2-client"}
 
 
 def _which(name: str) -> str | None:
@@ -28,16 +29,21 @@ def _gateway_exe(name: str) -> str | None:
     return str(local) if local.exists() else shutil.which(name)
 
 
-def find_tools(*, need_taskset: bool) -> tuple[Tools | None, list[str]]:
+def find_tools(
+    *, need_taskset: bool, need_h2load: bool = False, need_grpc: bool = False
+) -> tuple[Tools | None, list[str]]:
     """The tools, or None and one line per missing tool saying how to get it."""
     missing = []
     if not Path("/proc/stat").exists():
         missing.append("/proc (the benchmark reads CPU time and RSS from Linux's /proc)")
     found = {}
-    for name in ("nginx", "wrk", *(["taskset"] if need_taskset else [])):
+    optional = [*(["taskset"] if need_taskset else []), *(["h2load"] if need_h2load else [])]
+    for name in ("nginx", "wrk", *optional):
         found[name] = _which(name)
         if found[name] is None:
             missing.append(f"{name}: apt-get install -y {_APT[name]}")
+    if need_grpc and importlib.util.find_spec("grpc") is None:
+        missing.append("grpcio (the gRPC load client and pod): make .venv/.installed")
     for name in ("tier1-gateway", "tier2-gateway"):
         found[name] = _gateway_exe(name)
         if found[name] is None:

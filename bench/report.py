@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bench.pyspy import Profile
-from bench.stats import Ratio, Summary
+from bench.stats import COMPARISONS, RPS_PER_CORE, Ratio, Summary
 from bench.stream import Transfer
 
 RSS_LIMIT_BYTES = 20 * 1000 * 1000
 MB = 1000 * 1000
 MIB = 1024 * 1024
+DIRECT = ("a", "grpc-direct")
+"""Paths without a proxy: no proxy CPU or RSS to show."""
 
 
 def _row(cells: Sequence[object]) -> str:
@@ -30,13 +32,15 @@ def path_table(summaries: Sequence[Summary], labels: dict[str, str]) -> str:
         "load core busy",
         "other cores",
         "errors",
+        "proxy RSS MiB",
     ]
     lines = [_row(head), _row(["---"] * len(head))]
     for s in summaries:
-        proxied = s.key != "a"
+        proxied = s.key not in DIRECT
         cpu = f"{s.cpu_us_per_request:.1f}" if proxied else "-"
         kernel = f"{s.system_us_per_request:.1f}" if proxied else "-"
         cores = f"{s.proxy_cores:.2f}" if proxied else "-"
+        rss = f"{s.rss_peak / MIB:.1f}" if proxied else "-"
         lines.append(
             _row(
                 [
@@ -51,14 +55,24 @@ def path_table(summaries: Sequence[Summary], labels: dict[str, str]) -> str:
                     f"{s.load_core_busy:.2f}",
                     f"{s.other_cores:.2f}",
                     s.errors,
+                    rss,
                 ]
             )
         )
     return "\n".join(lines)
 
 
+def _verdict(r: Ratio) -> str:
+    return "measured" if r.passed is None else "PASS" if r.passed else "FAIL"
+
+
+def _goal(goal: float | None, metric: str) -> str:
+    return "none: as measured" if goal is None else f"{metric} ≥ {goal}x"
+
+
 def ratio_table(ratios: Sequence[Ratio]) -> str:
-    head = ["ours vs nginx", "rps ours/nginx", "CPU per request ours/nginx", "goal (rps)", "result"]
+    head = ["ours vs nginx", "rps ours/nginx", "CPU per request ours/nginx"]
+    head += ["rps per core ours/nginx", "goal", "result"]
     lines = [_row(head), _row(["---"] * len(head))]
     for r in ratios:
         lines.append(
@@ -67,20 +81,53 @@ def ratio_table(ratios: Sequence[Ratio]) -> str:
                     f"{r.ours} / {r.nginx}",
                     f"{r.rps_ratio:.2f}x",
                     f"{r.cpu_ratio:.2f}x",
-                    f"≥ {r.goal}x",
-                    "PASS" if r.passed else "FAIL",
+                    f"{r.rps_per_core_ratio:.2f}x",
+                    _goal(r.goal, r.metric),
+                    _verdict(r),
                 ]
             )
         )
     return "\n".join(lines)
 
 
-def goal_lines(ratios: Sequence[Ratio]) -> list[str]:
-    return [
-        f"{'PASS' if r.passed else 'FAIL'}: {r.ours} reaches {r.rps_ratio:.2f}x nginx rps "
+def goal_line(r: Ratio) -> str:
+    if r.goal is None:
+        return (
+            f"MEASURED: {r.ours} reaches {r.rps_ratio:.2f}x nginx rps ({r.nginx}) and "
+            f"{r.rps_per_core_ratio:.2f}x its rps per core; no goal, reported as measured. "
+            f"CPU per request is {r.cpu_ratio:.2f}x nginx's."
+        )
+    if r.metric == RPS_PER_CORE:
+        kind = r.ours.split("-")[0]
+        return (
+            f"{_verdict(r)}: {r.ours} reaches {r.rps_per_core_ratio:.2f}x nginx rps per core "
+            f"({r.nginx}); goal: {kind} ≥ {r.goal}x nginx rps per core. rps is "
+            f"{r.rps_ratio:.2f}x nginx's, CPU per request {r.cpu_ratio:.2f}x."
+        )
+    return (
+        f"{_verdict(r)}: {r.ours} reaches {r.rps_ratio:.2f}x nginx rps "
         f"({r.nginx}); goal ≥ {r.goal}x. CPU per request is {r.cpu_ratio:.2f}x nginx's."
-        for r in ratios
+    )
+
+
+def goal_lines(ratios: Sequence[Ratio]) -> list[str]:
+    return [goal_line(r) for r in ratios]
+
+
+def unavailable_lines(failures: dict[str, str], labels: dict[str, str]) -> list[str]:
+    """One line per path that could not be measured, and one per goal left unevaluated."""
+    lines = [
+        f"NOT MEASURED: {key} ({labels.get(key, key)}): {reason}"
+        for key, reason in failures.items()
     ]
+    for ours, nginx, goal, metric in COMPARISONS:
+        missing = [key for key in (ours, nginx) if key in failures]
+        if missing:
+            lines.append(
+                f"NOT MEASURED: {ours} / {nginx} (goal: {_goal(goal, metric)}): "
+                f"{' and '.join(missing)} could not be measured"
+            )
+    return lines
 
 
 def rss_table(transfers: Sequence[Transfer]) -> str:
@@ -126,6 +173,7 @@ def document(
     ratios: Sequence[Ratio],
     transfers: Sequence[Transfer],
     profile: Profile | None,
+    unavailable: dict[str, str] | None = None,
 ) -> dict[str, object]:
     """Everything of a run as plain JSON-able data (bench/results/*.json)."""
     return {
@@ -144,6 +192,7 @@ def document(
                 "proxy_core_busy": s.proxy_core_busy,
                 "other_cores": s.other_cores,
                 "errors": s.errors,
+                "proxy_rss_peak_bytes": s.rss_peak,
                 "runs": raw_runs.get(s.key, []),
             }
             for s in summaries
@@ -154,11 +203,14 @@ def document(
                 "nginx": r.nginx,
                 "rps_ratio": r.rps_ratio,
                 "cpu_per_request_ratio": r.cpu_ratio,
+                "rps_per_core_ratio": r.rps_per_core_ratio,
                 "goal": r.goal,
+                "goal_metric": r.metric,
                 "passed": r.passed,
             }
             for r in ratios
         ],
+        "unavailable": dict(unavailable or {}),
         "rss": [
             {
                 "direction": t.direction,

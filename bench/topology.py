@@ -1,6 +1,6 @@
-"""Data path (benchmark): brings up the backend, our gateways and the nginx proxies of every path.
+"""Data path (benchmark): brings up the backends, our gateways and the nginx proxies of the paths.
 
-Paths (all on 127.0.0.1, wrk -> ... -> one-worker nginx answering ``200 ok``):
+HTTP/1.1 paths (all on 127.0.0.1, wrk -> ... -> one-worker nginx answering ``200 ok``):
 
 - ``a``: direct to the backend ("pod");
 - ``b-ours`` / ``b-ours-log`` / ``b-nginx``: one proxy (our Tier-2 without and with an access
@@ -8,13 +8,15 @@ Paths (all on 127.0.0.1, wrk -> ... -> one-worker nginx answering ``200 ok``):
 - ``c-ours-tls`` / ``c-nginx-tls``: two proxies, TLS between them (SIMPLE with CA + SNI;
   nginx ``proxy_ssl`` with keep-alive and session reuse);
 - ``c-ours-plain`` / ``c-nginx-plain``: the same chain in plaintext.
+
+The HTTP/2 and gRPC paths are assembled in bench/paths.py from the processes started here.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Sequence
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from bench.configs import Upstream
 from bench.procs import Proc, ProcessSet, answers_ok, http_get, wait_until
 
 READY_TIMEOUT = 30.0
+GRPC_POD = Path(__file__).resolve().with_name("grpc_pod.py")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +37,24 @@ class Pinning:
 
 
 @dataclass(frozen=True, slots=True)
+class Load:
+    """The load generator of a path and its shape. wrk takes its connections from the
+    command line (``--connections``); h2load and the gRPC client have theirs here."""
+
+    tool: str = "wrk"
+    """"wrk", "h2load" or "grpc_load"."""
+    clients: int = 0
+    """Connections (h2load) or channels (gRPC)."""
+    streams: int = 0
+    """Concurrent streams per connection, or calls in flight per channel."""
+    target: str = ""
+    """host:port the load generator really connects to (h2load ``--connect-to``, gRPC)."""
+
+
+WRK = Load()
+
+
+@dataclass(frozen=True, slots=True)
 class BenchPath:
     key: str
     group: str
@@ -42,6 +63,12 @@ class BenchPath:
     url: str
     proxies: tuple[Proc, ...]
     backend: Proc
+    load: Load = WRK
+    optional: bool = False
+    """A path that may fail (our gateway on a protocol it may not speak yet): its failure is
+    reported and the other paths are still measured."""
+    failure: str = ""
+    """Why an optional path could not be brought up or measured ("" when it could)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +126,53 @@ class Topology:
         conf = configs.nginx_backend(self.workdir, port, run_as_root=self.root)
         return port, self.start_nginx("backend", conf, self.pin.load, port)
 
+    def grpc_backend(self) -> tuple[int, Proc]:
+        """The gRPC pod (bench/grpc_pod.py), pinned like the HTTP pod to the load core."""
+        port = free_port()
+        argv = [sys.executable, str(GRPC_POD), "--port", str(port)]
+        proc = self.procs.start("grpc-pod", argv, cpu=self.pin.load)
+        wait_until(lambda: _port_open(port), proc, timeout=READY_TIMEOUT, what=f"port {port}")
+        return port, proc
+
+    def tier2_credential(self) -> tuple[str, str]:
+        cred = self.tools.cert_dir / configs.TIER2_CREDENTIAL
+        return str(cred / "tls.crt"), str(cred / "tls.key")
+
+    def ours_https(self, backend: int, *, name: str) -> tuple[int, Proc]:
+        """A Tier-2 terminating TLS (the lab credential) in front of the HTTP/1.1 pod."""
+        port = free_port()
+        yaml = configs.istio_gateway(
+            port, Upstream(backend), https_credential=configs.TIER2_CREDENTIAL
+        )
+        return port, self.start_gateway(name, "tier2", yaml)
+
+    def ours_grpc(self, grpc_backend: int, *, name: str) -> tuple[int, Proc]:
+        """A plaintext Tier-2 whose ServiceEntry port is ``grpc`` (protocol GRPC)."""
+        port = free_port()
+        yaml = configs.istio_gateway(port, Upstream(grpc_backend, grpc=True))
+        return port, self.start_gateway(name, "tier2", yaml)
+
+    def nginx_h2(self, backend: int, name: str) -> tuple[int, Proc]:
+        """nginx with ``listen ... ssl http2`` and an HTTP/1.1 keep-alive pool to the pod."""
+        port = free_port()
+        conf = configs.nginx_proxy(
+            self.workdir,
+            name,
+            port,
+            Upstream(backend),
+            server_cert=self.tier2_credential(),
+            http2=True,
+            run_as_root=self.root,
+        )
+        return port, self.start_nginx(name, conf, self.pin.proxy, port)
+
+    def nginx_grpc(self, grpc_backend: int, name: str) -> tuple[int, Proc]:
+        port = free_port()
+        conf = configs.nginx_grpc_proxy(
+            self.workdir, name, port, grpc_backend, run_as_root=self.root
+        )
+        return port, self.start_nginx(name, conf, self.pin.proxy, port)
+
     def ours_single(self, backend: int, *, access_log: str, name: str) -> tuple[int, Proc]:
         port = free_port()
         yaml = configs.istio_gateway(port, Upstream(backend))
@@ -130,8 +204,7 @@ class Topology:
 
     def nginx_chain(self, backend: int, *, tls: bool, name: str) -> tuple[int, tuple[Proc, Proc]]:
         t2_port, t1_port = free_port(), free_port()
-        cred = self.tools.cert_dir / configs.TIER2_CREDENTIAL
-        server_cert = (str(cred / "tls.crt"), str(cred / "tls.key")) if tls else None
+        server_cert = self.tier2_credential() if tls else None
         t2_conf = configs.nginx_proxy(
             self.workdir,
             f"{name}-tier2",
@@ -170,23 +243,16 @@ PATH_KEYS = (
 )
 
 
-def build_paths(topo: Topology, keys: Sequence[str] = PATH_KEYS) -> list[BenchPath]:
-    """Start what ``keys`` need and return those paths in measuring order (``PATH_KEYS``);
-    each is checked to answer ``200 ok`` end to end."""
-    unknown = sorted(set(keys) - set(PATH_KEYS))
-    if unknown:
-        raise ValueError(f"unknown paths {unknown}; known: {', '.join(PATH_KEYS)}")
-    backend, pod = topo.backend()
-    paths = [_build(topo, key, backend, pod) for key in PATH_KEYS if key in keys]
-    for path in paths:
-        status, body = http_get(path.url)
-        if status != 200 or body != b"ok":
-            logs = "\n".join(f"--- {p.name} log:\n{p.log_tail()}" for p in path.proxies)
-            raise RuntimeError(f"{path.key}: GET {path.url} gave {status} {body[:80]!r}\n{logs}")
-    return paths
+def check_http(path: BenchPath) -> None:
+    """An HTTP/1.1 path answers ``200 ok`` end to end."""
+    status, body = http_get(path.url)
+    if status != 200 or body != b"ok":
+        logs = "\n".join(f"--- {p.name} log:\n{p.log_tail()}" for p in path.proxies)
+        raise RuntimeError(f"{path.key}: GET {path.url} gave {status} {body[:80]!r}\n{logs}")
 
 
-def _build(topo: Topology, key: str, backend: int, pod: Proc) -> BenchPath:
+def build_http1(topo: Topology, key: str, backend: int, pod: Proc) -> BenchPath:
+    """One of the ``PATH_KEYS`` paths, started (not yet checked)."""
     url = "http://127.0.0.1:{}/"
     if key == "a":
         return BenchPath(key, "a", "direct", "(a) direct to pod", url.format(backend), (), pod)

@@ -64,6 +64,11 @@ class ClusterSample:
     ejections_total: int
     hosts: int
     healthy_hosts: int
+    cx_overflow: int = 0
+    """Connections opened past ``maxConnections`` or refused by it (Envoy
+    ``upstream_cx_overflow``)."""
+    retry_overflow: int = 0
+    """Retries refused by ``maxRetries`` (Envoy ``upstream_rq_retry_overflow``)."""
 
 
 class GatewayMetrics:
@@ -202,6 +207,18 @@ def _cluster_families(tier: str, samples: list[ClusterSample]) -> Iterator[Metri
             "gateway_upstream_rq_pending_overflow",
             "Requests refused by circuit breakers (UO)",
             lambda s: s.overflow,
+        ),
+        (
+            "counter",
+            "gateway_upstream_cx_overflow",
+            "Times the connection breaker (maxConnections) was hit",
+            lambda s: s.cx_overflow,
+        ),
+        (
+            "counter",
+            "gateway_upstream_rq_retry_overflow",
+            "Retries refused by the retry breaker (maxRetries)",
+            lambda s: s.retry_overflow,
         ),
         (
             "counter",

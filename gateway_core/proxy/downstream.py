@@ -42,6 +42,9 @@ MAX_HEADERS = 100
 
 
 class DownstreamProtocol(Http1ResponseWriter, asyncio.Protocol):
+    http2 = False
+    """The client speaks HTTP/1.x on this connection (``useClientProtocol`` reads it)."""
+
     __slots__ = (
         "_deadline",
         "_deferred",

@@ -31,6 +31,7 @@ from gateway_core.routing.actions import DEFAULT_RETRY, HeaderList, RouteAction,
 from gateway_core.routing.matchers import RequestMatch
 from gateway_core.routing.request import RequestHead
 from gateway_core.routing.route_table import RouteEntry
+from gateway_core.snapshot import UpstreamProtocol
 from gateway_core.upstream.host import Host
 from gateway_core.upstream.lb import NO_CONTEXT, LbContext
 from gateway_core.upstream.outlier import LocalOrigin
@@ -58,6 +59,7 @@ class Exchange:
         "entry",
         "finished",
         "flags",
+        "h2_up",
         "hash_cookie",
         "head",
         "host",
@@ -104,7 +106,7 @@ class Exchange:
         self.client_keep_alive = True
         self.start = self.activity = down.loop.time()
         self.request_done = req_framing == "none"
-        self.finished = self.response_started = False
+        self.finished = self.response_started = self.h2_up = False
         self.status = self.bytes_received = self.bytes_sent = 0
         self.flags = ()
         self.cluster_map = _NO_CLUSTERS
@@ -166,12 +168,10 @@ class Exchange:
         if cluster is None:
             self.local_reply(503, ResponseFlag.NO_CLUSTER)
             return
-        if cluster.active_requests >= cluster.spec.limits.max_requests:
-            cluster.stats.overflow += 1
+        if not cluster.resources.requests.try_inc():
             self.local_reply(503, ResponseFlag.UPSTREAM_OVERFLOW)
             return
         self.target, self.cluster = target, cluster
-        cluster.active_requests += 1
         retries = entry.retries
         self.retry.policy = DEFAULT_RETRY if retries is None else retries
         self.request_id = req.headers.get(b"x-request-id") or new_request_id()
@@ -180,18 +180,24 @@ class Exchange:
             self.authority = rewrite.authority
         else:
             self.authority = req.authority
-        self.head = messages.request_head(
-            req,
-            entry,
-            target,
-            self.match,
-            authority=self.authority,
-            client_ip=down.client_ip_bytes,
-            trust_forwarded=down.trust_forwarded,
-            request_id=self.request_id,
-            framing=self.req_framing,
-            upgrade=self.upgrade,
-        )
+        protocol = cluster.spec.protocol
+        if protocol is UpstreamProtocol.HTTP1 or self.upgrade:
+            self.h2_up = False
+        else:  # HTTP/2, or the client's protocol (``useClientProtocol``)
+            self.h2_up = protocol is UpstreamProtocol.HTTP2 or down.http2
+        if not self.h2_up:  # the HTTP/2 connection builds its own head (``request_fields``)
+            self.head = messages.request_head(
+                req,
+                entry,
+                target,
+                self.match,
+                authority=self.authority,
+                client_ip=down.client_ip_bytes,
+                trust_forwarded=down.trust_forwarded,
+                request_id=self.request_id,
+                framing=self.req_framing,
+                upgrade=self.upgrade,
+            )
         if self.request_done:
             if entry.timeout or entry.mirrors or b"grpc-timeout" in req.headers:
                 self._request_complete()
@@ -231,7 +237,7 @@ class Exchange:
         if cookie:
             self.sticky_cookie = cookie
         retry.tried = tried | {host.key}
-        pool = cluster.pool_for(host, self.authority)
+        pool = cluster.pool_for(host, self.authority, self.h2_up)
         if retry.held:
             ureq = UpstreamRequest(self, host, pool, *retry.take_held())
         else:
@@ -241,8 +247,7 @@ class Exchange:
             ureq.arm_try_timer(retry.policy.per_try_timeout)
         try:
             pool.acquire(ureq)
-        except Overflow:
-            cluster.stats.overflow += 1
+        except Overflow:  # counted by the pool on the cluster's ResourceManager
             self.local_reply(503, ResponseFlag.UPSTREAM_OVERFLOW)
 
     # -- request body ----------------------------------------------------------------------
@@ -340,7 +345,8 @@ class Exchange:
         replayable = (self.req.method in IDEMPOTENT or kind == "refused-stream") and (
             self.req_framing == "none" or (self.request_done and self.retry.replay is not None)
         )
-        return self.retry.allows(kind, sent=sent, replayable=replayable, budget=self.cluster)
+        budget = self.cluster.resources.retries
+        return self.retry.allows(kind, sent=sent, replayable=replayable, budget=budget)
 
     def _retry(self, unsent: list[bytes] | None = None) -> None:
         assert self.cluster is not None
@@ -444,7 +450,7 @@ class Exchange:
             self.upstream.abandon()
             self.upstream = None
         if self.cluster is not None:
-            self.cluster.active_requests -= 1
+            self.cluster.resources.requests.dec()
         self.down.exchange_finished(self, abort)
 
     def downstream_lost(self) -> None:

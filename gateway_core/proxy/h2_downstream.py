@@ -97,7 +97,7 @@ class H2Downstream(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self.runtime.connections.discard(self)  # type: ignore[arg-type]
+        self.runtime.connections.discard(self)
         streams, self.streams = self.streams, {}
         for stream in streams.values():
             stream.lost()
@@ -159,12 +159,12 @@ class H2Downstream(asyncio.Protocol):
 
     def _window_opened(self, stream_id: int) -> None:
         if stream_id == 0:
-            for stream in list(self.streams.values()):
-                stream.window_opened()
-        else:
-            stream = self.streams.get(stream_id)
-            if stream is not None:
-                stream.window_opened()
+            for each in list(self.streams.values()):
+                each.window_opened()
+            return
+        one = self.streams.get(stream_id)
+        if one is not None:
+            one.window_opened()
 
     def _connection_ended(self, event: GoAway | ConnectionFailed) -> None:
         if isinstance(event, ConnectionFailed):

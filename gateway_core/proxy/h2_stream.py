@@ -81,6 +81,7 @@ class H2Stream:
 
     http11 = True
     """Only read by HTTP/1.1 framing decisions; an HTTP/2 stream frames every body itself."""
+    http2 = True
 
     def __init__(self, conn: H2Downstream, stream_id: int) -> None:
         self.conn = conn

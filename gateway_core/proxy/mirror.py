@@ -31,7 +31,12 @@ class MirrorRequest:
     __slots__ = ("alive", "cluster", "conn", "data", "head_request", "host", "pool", "timer")
 
     def __init__(
-        self, cluster: Cluster, host: Host, pool: HostPool, data: bytes, head_request: bool
+        self,
+        cluster: Cluster,
+        host: Host,
+        pool: HostPool[UpstreamConnection],
+        data: bytes,
+        head_request: bool,
     ) -> None:
         self.cluster = cluster
         self.host = host
@@ -46,8 +51,7 @@ class MirrorRequest:
         self.timer = loop.call_later(timeout, self._expire)
         try:
             self.pool.acquire(self)
-        except Overflow:
-            self.cluster.stats.overflow += 1
+        except Overflow:  # counted by the pool on the cluster's ResourceManager
             self._done()
 
     # -- PoolWaiter --------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from gateway_core.routing.actions import DEFAULT_RETRY, RetrySpec
 from gateway_core.routing.route_table import RouteEntry
 from gateway_core.upstream.host import HostKey
+from gateway_core.upstream.resources import Resource
 
 if TYPE_CHECKING:
     from gateway_core.upstream.cluster import Cluster
@@ -84,8 +85,8 @@ def backoff(retry: RetrySpec, retry_number: int, rng: random.Random) -> float:
 class RetryState:
     """Per exchange: the policy, attempts made, hosts tried, a replay copy of the request body
     (up to ``REPLAY_LIMIT``), the body held for the next attempt, the back-off timer, and
-    whether this exchange holds one of its cluster's ``max_retries`` (Envoy counts retries in
-    flight against that breaker)."""
+    whether this exchange holds one of its cluster's ``retries`` resource (Envoy counts retries
+    in flight against that breaker, ``maxRetries``)."""
 
     __slots__ = (
         "_budget",
@@ -104,7 +105,7 @@ class RetryState:
     held: list[bytes]
     """Body bytes no attempt has taken yet (fault delay, back-off, a failed connect)."""
     timer: asyncio.TimerHandle | None
-    _budget: Cluster | None
+    _budget: Resource | None
 
     def __init__(self, buffered: bool) -> None:
         self.policy = DEFAULT_RETRY
@@ -139,29 +140,37 @@ class RetryState:
         body = unsent + self.held if unsent is not None else list(self.replay or ())
         self.held, self.held_size = body, sum(map(len, body))
 
-    def allows(self, kind: str, *, sent: bool, replayable: bool, budget: Cluster) -> bool:
-        in_use = budget.active_retries - (1 if self._budget is not None else 0)
-        return may_retry(
+    def allows(self, kind: str, *, sent: bool, replayable: bool, budget: Resource) -> bool:
+        """``budget``: the cluster's ``retries`` resource. A retry refused by it alone counts
+        as its overflow (Envoy ``upstream_rq_retry_overflow``)."""
+        eligible = may_retry(
             self.policy,
             kind,
             attempts=self.attempts,
             replayable=replayable,
             sent=sent,
-            retries_in_use=in_use,
-            max_retries=budget.spec.limits.max_retries,
+            retries_in_use=0,
+            max_retries=1,
         )
+        if not eligible:
+            return False
+        in_use = budget.count - (1 if self._budget is not None else 0)
+        if in_use < budget.max:
+            return True
+        budget.overflow += 1
+        return False
 
     def schedule(
         self,
-        budget: Cluster,
+        cluster: Cluster,
         loop: asyncio.AbstractEventLoop,
         rng: random.Random,
         attempt: Callable[[], None],
     ) -> None:
-        budget.stats.retries += 1
+        cluster.stats.retries += 1
         if self._budget is None:
-            self._budget = budget
-            budget.active_retries += 1
+            self._budget = cluster.resources.retries
+            self._budget.inc()
         delay = backoff(self.policy, self.attempts - 1, rng)
         self.timer = loop.call_later(delay, attempt)
 
@@ -170,5 +179,5 @@ class RetryState:
             self.timer.cancel()
             self.timer = None
         if self._budget is not None:
-            self._budget.active_retries -= 1
+            self._budget.dec()
             self._budget = None

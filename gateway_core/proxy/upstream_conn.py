@@ -23,7 +23,7 @@ from gateway_core.proxy.http1_wire import last_chunk
 
 if TYPE_CHECKING:
     from gateway_core.proxy.exchange import Exchange
-    from gateway_core.upstream.pool import HostPool
+    from gateway_core.upstream.connector import ConnectionOwner
 
 MAX_HEADER_BYTES = 61440
 """Envoy's ``max_response_headers_kb`` default (60 KiB); larger heads are a protocol error."""
@@ -71,7 +71,7 @@ class UpstreamConnection(asyncio.Protocol):
         "tunnel",
     )
 
-    def __init__(self, pool: HostPool) -> None:
+    def __init__(self, pool: ConnectionOwner[UpstreamConnection]) -> None:
         self.pool = pool
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)

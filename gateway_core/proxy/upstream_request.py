@@ -65,7 +65,12 @@ class UpstreamRequest:
     )
 
     def __init__(
-        self, ex: Exchange, host: Host, pool: HostPool, pending: list[bytes], size: int
+        self,
+        ex: Exchange,
+        host: Host,
+        pool: HostPool[UpstreamConnection],
+        pending: list[bytes],
+        size: int,
     ) -> None:
         self.ex = ex
         self.down: DownstreamProtocol = ex.down

@@ -24,14 +24,17 @@ from gateway_core.config.diagnostics import Severity
 from gateway_core.observability.access_log import AccessLog
 from gateway_core.observability.metrics import GatewayMetrics
 from gateway_core.pipeline import build_snapshot
+from gateway_core.proxy.h2_upstream import H2UpstreamConnection
+from gateway_core.proxy.upstream_conn import UpstreamConnection
 from gateway_core.server.admin import build_admin_app
 from gateway_core.server.listeners import ListenerSet
 from gateway_core.server.reload import ConfigWatcher
 from gateway_core.server.state import GatewayRuntime
-from gateway_core.server.tls import TlsConfigError
 from gateway_core.settings import GatewaySettings
-from gateway_core.upstream.client_tls import ClientContextCache
+from gateway_core.tls.common import TlsConfigError
+from gateway_core.upstream.client_tls import ClientContextStore
 from gateway_core.upstream.cluster_manager import ClusterManager
+from gateway_core.upstream.connector import SocketConnector
 from gateway_core.upstream.discovery import DnsResolver
 from gateway_core.utils.clock import MonotonicClock
 from gateway_core.utils.tasks import background, spawn
@@ -46,10 +49,15 @@ class Gateway:
         self.metrics = GatewayMetrics(self.registry, settings.tier)
         rng = random.Random(settings.rng_seed)
         self.clock = MonotonicClock()
-        self.tls_cache = ClientContextCache()
+        self.tls_store = ClientContextStore()
         resolver = DnsResolver(list(settings.dns_servers) or None)
         clusters = ClusterManager(
-            rng=rng, clock=self.clock, resolver=resolver, tls_cache=self.tls_cache
+            rng=rng,
+            clock=self.clock,
+            resolver=resolver,
+            connector=SocketConnector(UpstreamConnection),
+            h2_connector=SocketConnector(H2UpstreamConnection),
+            tls_store=self.tls_store,
         )
         self.runtime = GatewayRuntime(
             settings,
@@ -159,6 +167,8 @@ class Gateway:
         while True:
             await asyncio.sleep(self.settings.watch_interval)
             _, errors = self.listeners.reload_certificates()
+            # Upstream client contexts are rebuilt here, never by a connection being opened.
+            errors += self.tls_store.refresh()
             for err in errors:
                 self.metrics.tls_reloads["rejected"] += 1
                 _log.error("certificate reload failed: %s", err)

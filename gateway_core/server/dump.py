@@ -191,8 +191,10 @@ def cluster_state_dump(cluster: Cluster) -> dict[str, Any]:
         ],
         "total_panic": state.total_panic,
         "circuit_breakers": {
-            "open_connections": cluster.open_connections,
-            "pending_requests": cluster.pending_requests,
-            "active_requests": cluster.active_requests,
+            "open_connections": cluster.resources.connections.count,
+            "pending_requests": cluster.resources.pending_requests.count,
+            "active_requests": cluster.resources.requests.count,
+            "pools": len(cluster.pools),
+            **cluster.resources.dump(),
         },
     }

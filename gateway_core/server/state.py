@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import random
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gateway_core.observability.access_log import AccessLog
 from gateway_core.observability.metrics import ClusterSample, GatewayMetrics
@@ -20,7 +20,6 @@ from gateway_core.upstream.cluster import Cluster
 from gateway_core.upstream.cluster_manager import ClusterManager
 
 if TYPE_CHECKING:
-    from gateway_core.proxy.downstream import DownstreamProtocol
     from gateway_core.proxy.exchange import Exchange
     from gateway_core.server.listeners import ListenerSet
 
@@ -48,7 +47,8 @@ class GatewayRuntime:
         self.rng = rng
         self.snapshot: Snapshot = EMPTY_SNAPSHOT
         self.clusters: dict[str, Cluster] = {}
-        self.connections: set[DownstreamProtocol] = set()
+        self.connections: set[Any] = set()
+        """Open client connections: ``DownstreamProtocol`` (HTTP/1.1) and ``H2Downstream``."""
         self.listeners: ListenerSet | None = None
         self.ready = False
         self.draining = False
@@ -106,19 +106,21 @@ class GatewayRuntime:
     def cluster_samples(self) -> list[ClusterSample]:
         out = []
         for key, c in sorted(self.clusters.items()):
-            s = c.stats
+            s, r = c.stats, c.resources
             outlier = c.outlier.stats() if c.outlier is not None else None
             out.append(
                 ClusterSample(
                     key=key,
                     rq={"2xx": s.rq_2xx, "3xx": s.rq_3xx, "4xx": s.rq_4xx, "5xx": s.rq_5xx},
                     retries=s.retries,
-                    overflow=s.overflow,
+                    overflow=r.refused_requests,
+                    cx_overflow=r.connections.overflow,
+                    retry_overflow=r.retries.overflow,
                     connect_fail=s.connect_fail,
                     connect_timeout=s.connect_timeout,
-                    cx_active=c.open_connections,
-                    rq_active=c.active_requests,
-                    rq_pending=c.pending_requests,
+                    cx_active=r.connections.count,
+                    rq_active=r.requests.count,
+                    rq_pending=r.pending_requests.count,
                     ejections_active=outlier.ejections_active if outlier is not None else 0,
                     ejections_total=outlier.ejections_total if outlier is not None else 0,
                     hosts=len(c.hosts),

@@ -19,18 +19,23 @@ decides the design; each point is exercised in ``tests/gateway_core/server/test_
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import logging
-import os
 import ssl
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
 
 from gateway_core.snapshot import ServerSpec, ServerTlsMode
+from gateway_core.tls.common import (
+    FileSignature,
+    SslConn,
+    TlsConfigError,
+    file_signature,
+    san_matches,
+)
 
 _log = logging.getLogger("gateway.tls")
 
@@ -58,26 +63,6 @@ _MIN_VERSIONS = {"TLS_AUTO": _V.TLSv1_2, "TLSV1_0": _V.TLSv1_2, "TLSV1_1": _V.TL
 _MIN_VERSIONS |= {"TLSV1_2": _V.TLSv1_2, "TLSV1_3": _V.TLSv1_3}
 _MAX_VERSIONS = _MIN_VERSIONS | {"TLS_AUTO": _V.TLSv1_3, "TLSV1_0": _V.TLSv1, "TLSV1_1": _V.TLSv1_1}
 _NEGOTIATED = {"TLSv1.2": _V.TLSv1_2, "TLSv1.3": _V.TLSv1_3}
-
-SslConn = ssl.SSLObject | ssl.SSLSocket
-FileSignature = tuple[tuple[str, int, int, int] | tuple[str, None, None, None], ...]
-
-
-class TlsConfigError(Exception):
-    """TLS material or settings that cannot be turned into a context."""
-
-
-def file_signature(paths: Iterable[str]) -> FileSignature:
-    """(path, mtime_ns, size, inode) per file; a missing file has ``None`` fields."""
-    sig: list[tuple[str, int, int, int] | tuple[str, None, None, None]] = []
-    for path in paths:
-        try:
-            st = os.stat(path)
-        except OSError:
-            sig.append((path, None, None, None))
-        else:
-            sig.append((path, st.st_mtime_ns, st.st_size, st.st_ino))
-    return tuple(sig)
 
 
 def cipher_list(suites: Sequence[str]) -> tuple[str, ...]:
@@ -353,33 +338,3 @@ class ServerTlsStore:
         if changed:
             self._install({**self._entries, **changed})
         return errors
-
-
-def _dns_match(pattern: str, name: str) -> bool:
-    """RFC 6125 matching of a certificate DNS SAN: a wildcard covers exactly one left label."""
-    pattern, name = pattern.lower().rstrip("."), name.lower().rstrip(".")
-    if pattern.startswith("*."):
-        head, _, rest = name.partition(".")
-        return bool(head) and rest == pattern[2:]
-    return pattern == name
-
-
-def san_matches(peer_cert: dict[str, Any], names: Sequence[str]) -> bool:
-    """Whether any SAN of a ``getpeercert()`` dict equals one of ``names`` (DNS wildcards in the
-    certificate honoured, IP addresses compared as addresses, URIs exactly)."""
-    for kind, value in peer_cert.get("subjectAltName", ()):
-        for want in names:
-            if kind == "DNS" and _dns_match(value, want):
-                return True
-            if kind == "URI" and value == want:
-                return True
-            if kind == "IP Address" and _same_ip(value, want):
-                return True
-    return False
-
-
-def _same_ip(a: str, b: str) -> bool:
-    try:
-        return ipaddress.ip_address(a.strip()) == ipaddress.ip_address(b.strip("[]"))
-    except ValueError:
-        return False

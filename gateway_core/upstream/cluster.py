@@ -1,9 +1,11 @@
 """Data path runtime: ``Cluster``, the live side of one ``ClusterSpec``.
 
 It owns the hosts (from static endpoints or DNS), the priority load balancer, the connection
-pools, the circuit-breaker counters, outlier detection and active health checks. The data path
-calls ``choose_host``, ``pool_for``, ``record_status`` and ``record_local``; everything that
-changes host health runs on the control side and ends in ``on_host_change``.
+pools (``ClusterPools``), the circuit breakers (``ResourceManager``), outlier detection and active
+health checks. The data path calls ``choose_host``, ``pool_for``, ``record_status`` and
+``record_local``; everything that changes host health runs on the control side and ends in
+``on_host_change``. Connections are opened by the injected ``Connector`` with the TLS context
+the control path published in the cluster's ``ClientTlsSlot``.
 """
 
 from __future__ import annotations
@@ -14,10 +16,17 @@ import random
 import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from gateway_core.routing.request import RequestHead
-from gateway_core.snapshot import ClusterSpec, Discovery, HashKeyKind
-from gateway_core.upstream.client_tls import ClientContextCache, upstream_server_hostname
+from gateway_core.snapshot import ClusterSpec, Discovery, HashKeyKind, UpstreamProtocol
+from gateway_core.tls.common import TlsConfigError
+from gateway_core.upstream.client_tls import (
+    H2_ALPN,
+    ClientContextStore,
+    upstream_server_hostname,
+)
+from gateway_core.upstream.connector import Connector
 from gateway_core.upstream.discovery import DnsDiscovery, DnsResolver, hosts_from_static
 from gateway_core.upstream.health_check import HealthChecker
 from gateway_core.upstream.host import Host, HostKey
@@ -30,6 +39,8 @@ from gateway_core.upstream.lb.hash_key import (
 from gateway_core.upstream.lb.priority import PriorityLoadBalancer
 from gateway_core.upstream.outlier import HostMonitor, LocalOrigin, OutlierDetector
 from gateway_core.upstream.pool import HostPool
+from gateway_core.upstream.pools import ClusterPools
+from gateway_core.upstream.resources import ResourceManager
 from gateway_core.utils.clock import Clock
 
 _log = logging.getLogger("gateway.cluster")
@@ -37,14 +48,14 @@ _log = logging.getLogger("gateway.cluster")
 
 @dataclass(slots=True)
 class ClusterStats:
-    """Counters the metrics endpoint reads (Envoy ``cluster.<name>.upstream_*``)."""
+    """Counters the metrics endpoint reads (Envoy ``cluster.<name>.upstream_*``); the breaker
+    counters and their overflow statistics are on ``Cluster.resources``."""
 
     rq_2xx: int = 0
     rq_3xx: int = 0
     rq_4xx: int = 0
     rq_5xx: int = 0
     retries: int = 0
-    overflow: int = 0
     connect_fail: int = 0
     connect_timeout: int = 0
     resets: int = 0
@@ -58,19 +69,29 @@ class Cluster:
         rng: random.Random,
         clock: Clock,
         resolver: DnsResolver,
-        tls_cache: ClientContextCache,
+        connector: Connector[Any],
+        tls_store: ClientContextStore,
+        h2_connector: Connector[Any] | None = None,
         existing: Mapping[HostKey, Host] | None = None,
     ) -> None:
         self.spec = spec
         self.rng = rng
         self.clock = clock
         self.stats = ClusterStats()
-        self.open_connections = 0
-        self.pending_requests = 0
-        self.active_requests = 0
-        self.active_retries = 0
-        self.pools: dict[tuple[HostKey, str | None], HostPool] = {}
-        self._tls_cache = tls_cache
+        self.resources = ResourceManager(spec.limits)
+        # Built here, on the control path (a reload); connections only read the slot.
+        self.tls = tls_store.slot(spec.tls) if spec.tls is not None else None
+        self.pools: ClusterPools[Any] = ClusterPools(
+            self.resources, spec.limits, connector, self, self.tls
+        )
+        self.h2_pools: ClusterPools[Any] | None = None
+        """Multiplexed pools, for HTTP/2 clusters (and ``useClientProtocol`` ones)."""
+        if spec.protocol is not UpstreamProtocol.HTTP1 and h2_connector is not None:
+            h2_tls = tls_store.slot(spec.tls, H2_ALPN) if spec.tls is not None else None
+            self.h2_pools = ClusterPools(
+                self.resources, spec.limits, h2_connector, self, h2_tls,
+                max_streams=spec.max_concurrent_streams,
+            )  # fmt: skip
         self._sweep_timer: asyncio.TimerHandle | None = None
         self.outlier = (
             OutlierDetector(spec.outlier, clock, self.on_host_change) if spec.outlier else None
@@ -122,16 +143,15 @@ class Cluster:
             self.discovery.stop()
         if self.health is not None:
             await self.health.stop()
-        for pool in self.pools.values():
-            pool.close()
+        self.pools.close()
+        if self.h2_pools is not None:
+            self.h2_pools.close()
 
     def set_hosts(self, hosts: list[Host]) -> None:
         """New membership (static build, DNS refresh): keep state of surviving hosts."""
-        keys = {h.key for h in hosts}
-        for pool_key, pool in list(self.pools.items()):
-            if pool_key[0] not in keys:
-                pool.close()
-                del self.pools[pool_key]
+        self.pools.retain_hosts({h.key for h in hosts})
+        if self.h2_pools is not None:
+            self.h2_pools.retain_hosts({h.key for h in hosts})
         self.hosts = hosts
         self.host_by_label = {h.label: h for h in hosts}
         if self.outlier is not None:
@@ -187,21 +207,17 @@ class Cluster:
             return cookie.hash_key, cookie.set_cookie
         return key, None
 
-    def pool_for(self, host: Host, authority: bytes) -> HostPool:
+    def pool_for(self, host: Host, authority: bytes, h2: bool = False) -> HostPool[Any]:
+        """The pool for ``host`` and the SNI the request implies; ``h2``: the multiplexed
+        pool (the caller decided the request goes upstream over HTTP/2)."""
         tls = self.spec.tls
         sni = None
         if tls is not None:
             host_part = authority.decode("latin-1").rsplit(":", 1)[0] if authority else None
             sni = upstream_server_hostname(tls, host_part)
-        key = (host.key, sni)
-        pool = self.pools.get(key)
-        if pool is None:
-            pool = self.pools[key] = HostPool(self, host, tls, sni)
-        return pool
-
-    def client_context(self) -> ssl.SSLContext:
-        assert self.spec.tls is not None
-        return self._tls_cache.get(self.spec.tls)
+        if h2 and self.h2_pools is not None:
+            return self.h2_pools.get(host, sni)
+        return self.pools.get(host, sni)
 
     def record_status(self, host: Host, status: int) -> None:
         stats = self.stats
@@ -242,7 +258,12 @@ class Cluster:
 
     # -- health-check plumbing ---------------------------------------------------------------
     def _probe_context(self) -> ssl.SSLContext | None:
-        return self.client_context() if self.spec.tls is not None else None
+        tls = self.tls
+        if tls is None:
+            return None
+        if tls.context is None:
+            raise TlsConfigError(tls.error)
+        return tls.context
 
     def _probe_server_name(self) -> str | None:
         tls = self.spec.tls
@@ -250,7 +271,3 @@ class Cluster:
             return None
         hc = self.spec.health_check
         return upstream_server_hostname(tls, (hc.host if hc else None) or self.spec.service_host)
-
-    @property
-    def connections(self) -> int:
-        return self.open_connections

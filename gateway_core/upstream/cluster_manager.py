@@ -4,7 +4,8 @@ Keyed by cluster key (Envoy cluster manager, mitmproxy ``Servers.update``): an u
 keeps its ``Cluster`` object; a changed one is rebuilt with the surviving ``Host`` objects, so
 outlier state, ejections and active-request counts carry over; a new cluster is warmed (its DNS
 names resolved once) before the snapshot that uses it is published; a removed cluster is
-stopped only after a drain delay, so in-flight requests finish on it.
+stopped only after a drain delay, so in-flight requests finish on it. Upstream TLS contexts are
+built here too, while clusters are built (``ClientContextStore``), never on the request path.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import asyncio
 import logging
 import random
 from collections.abc import Mapping
+from typing import Any
 
 from gateway_core.snapshot import ClusterSpec
-from gateway_core.upstream.client_tls import ClientContextCache
+from gateway_core.upstream.client_tls import ClientContextStore
 from gateway_core.upstream.cluster import Cluster
+from gateway_core.upstream.connector import Connector
 from gateway_core.upstream.discovery import DnsResolver
 from gateway_core.upstream.host import Host, HostKey
 from gateway_core.utils.clock import Clock
@@ -37,13 +40,18 @@ class ClusterManager:
         rng: random.Random,
         clock: Clock,
         resolver: DnsResolver,
-        tls_cache: ClientContextCache,
+        connector: Connector[Any],
+        tls_store: ClientContextStore,
+        h2_connector: Connector[Any] | None = None,
         retire_delay: float = RETIRE_DELAY,
     ) -> None:
+        """``connector`` opens HTTP/1.1 connections, ``h2_connector`` HTTP/2 ones."""
         self._rng = rng
         self._clock = clock
         self._resolver = resolver
-        self._tls_cache = tls_cache
+        self._connector = connector
+        self._h2_connector = h2_connector
+        self._tls_store = tls_store
         self._retire_delay = retire_delay
         self.clusters: dict[str, Cluster] = {}
 
@@ -64,7 +72,9 @@ class ClusterManager:
                 rng=self._rng,
                 clock=self._clock,
                 resolver=self._resolver,
-                tls_cache=self._tls_cache,
+                connector=self._connector,
+                tls_store=self._tls_store,
+                h2_connector=self._h2_connector,
                 existing=self._existing_hosts(spec, old),
             )
             new[key] = cluster
@@ -77,6 +87,7 @@ class ClusterManager:
         """Swap in ``new``; retire clusters that are gone or were replaced."""
         old = self.clusters
         self.clusters = new
+        self._tls_store.retain(c.spec.tls for c in new.values() if c.spec.tls is not None)
         retired = [c for k, c in old.items() if new.get(k) is not c]
         if retired:
             background(self._retire(retired), name="retire clusters")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 
@@ -10,6 +11,18 @@ class Clock(Protocol):
     def monotonic(self) -> float:
         """Seconds from an arbitrary origin; never goes backwards."""
         ...
+
+
+class Timer(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Scheduler(Protocol):
+    """The part of the event loop that timer-driven state machines use (the running loop in
+    production, a fake loop in tests): its clock and one-shot timers."""
+
+    def time(self) -> float: ...
+    def call_later(self, delay: float, callback: Callable[[], object]) -> Timer: ...
 
 
 class MonotonicClock:

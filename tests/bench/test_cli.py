@@ -31,6 +31,13 @@ def test_quick_means_short_single_runs() -> None:
     assert default.pin and default.rss and not default.profile
 
 
+def test_group_flags() -> None:
+    """--h1, --h2 and --grpc collect their groups, in the order given; none by default."""
+    assert cli.parse_args([]).groups == ()
+    assert cli.parse_args(["--h2", "--grpc", "--quick"]).groups == ("h2", "grpc")
+    assert cli.parse_args(["--h1", "--only", "h2-nginx-1x100"]).groups == ("h1",)
+
+
 def test_profile_target_defaults_to_b_ours() -> None:
     """--profile alone profiles b-ours; a path key picks another of our paths."""
     assert cli.parse_args(["--profile"]).profile == "b-ours"
@@ -82,6 +89,43 @@ def test_benchmark_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture
         assert doc["profile"]["samples"] > 0
     if syscalls:
         assert set(doc["syscalls_per_request"]) == {"b-ours", "b-nginx"}
+    assert set(process_tree(os.getpid())) == before
+
+
+@pytest.mark.skipif(
+    bool(MISSING) or shutil.which("h2load") is None,
+    reason="needs nginx, wrk, taskset and h2load (nghttp2-client)",
+)
+def test_h2_and_grpc_run_prints_nginx_side_and_names_what_ours_cannot_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--h2-style smoke: the nginx HTTP/2 and grpc_pass legs produce numbers; each of our
+    legs either produces numbers too or is reported NOT MEASURED with its reason, and the run
+    still exits 0 and writes its JSON. The HTTP/1.1 RSS test is not run for these paths."""
+    before = set(process_tree(os.getpid()))
+    ours, nginx = ["h2-ours-1x100", "grpc-ours"], ["h2-nginx-1x100", "grpc-nginx"]
+    argv = ["--only", *ours, *nginx, "--duration", "1", "--runs", "1", "--warmup", "1"]
+    argv += ["--retries", "0", "--quiet-timeout", "0", "--results-dir", str(tmp_path)]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    (result,) = tmp_path.glob("bench-*.json")
+    doc = json.loads(result.read_text())
+    for key in nginx:
+        path = doc["paths"][key]
+        assert path["rps"] > 0 and path["errors"] == 0
+        assert path["proxy_cpu_us_per_request"] > 0
+        assert path["proxy_rss_peak_bytes"] > 0
+        assert 0 < path["p50_ms"] <= path["p99_ms"]
+    for key in ours:
+        if key in doc["unavailable"]:
+            assert key not in doc["paths"]
+            assert f"NOT MEASURED: {key} (" in out
+            assert doc["unavailable"][key]
+        else:
+            assert doc["paths"][key]["rps"] > 0
+    assert "Traceback" not in out
+    assert "| h2-nginx-1x100: h2 nginx, ssl http2" in out
+    assert doc["rss"] == []
     assert set(process_tree(os.getpid())) == before
 
 

@@ -53,6 +53,46 @@ def test_tls_chain_configs_compile(tmp_path: Path) -> None:
     compile_yaml(tmp_path, tier1, "tier1", certs)
 
 
+def test_grpc_upstream_is_a_grpc_port(tmp_path: Path) -> None:
+    """gRPC paths: the ServiceEntry port is named ``grpc`` with protocol GRPC (Istio's way of
+    asking for HTTP/2 upstream), its endpoint port is keyed by that name, and it compiles."""
+    text = configs.istio_gateway(18080, Upstream(19002, grpc=True))
+    assert "ports: [{number: 80, name: grpc, protocol: GRPC}]" in text
+    assert "ports: {grpc: 19002}" in text
+    assert "protocol: HTTP}" in text  # the Gateway server: plaintext, where h2c is accepted
+    assert "DestinationRule" not in text
+    compile_yaml(tmp_path, text, "tier2", tmp_path)
+
+
+def test_nginx_h2_and_grpc_proxies() -> None:
+    """HTTP/2: nginx 1.22's ``listen ... ssl http2`` with the HTTP/1.1 keep-alive pool of
+    (b). gRPC: plaintext ``http2`` and ``grpc_pass`` to a keep-alive pool, with the same
+    forwarding headers."""
+    h2 = configs.nginx_proxy(
+        Path("/w"),
+        "h2",
+        18443,
+        Upstream(19001),
+        server_cert=("/c.crt", "/c.key"),
+        http2=True,
+        run_as_root=False,
+    )
+    assert "listen 127.0.0.1:18443 backlog=4096 ssl http2;" in h2
+    for line in ("proxy_http_version 1.1;", "keepalive 128;", "keepalive_requests 1000000;"):
+        assert line in h2
+    grpc = configs.nginx_grpc_proxy(Path("/w"), "g", 18080, 19002, run_as_root=False)
+    for line in (
+        "listen 127.0.0.1:18080 backlog=4096 http2;",
+        "server 127.0.0.1:19002;",
+        "keepalive 128;",
+        "grpc_pass grpc://bench_g;",
+        "grpc_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+        "grpc_set_header X-Request-Id $request_id;",
+    ):
+        assert line in grpc
+    assert "proxy_pass" not in grpc and " ssl" not in grpc
+
+
 def test_nginx_proxy_does_the_same_work() -> None:
     """The nginx proxy keeps upstream connections alive and sets the same forwarding headers."""
     text = configs.nginx_proxy(
@@ -85,7 +125,8 @@ def test_nginx_proxy_does_the_same_work() -> None:
 
 @pytest.mark.skipif(NGINX is None, reason="nginx is not installed (apt-get install nginx-light)")
 def test_nginx_accepts_generated_configs(tmp_path: Path) -> None:
-    """``nginx -t`` accepts the backend and a TLS-terminating, TLS-originating proxy."""
+    """``nginx -t`` accepts the backend, a TLS-terminating, TLS-originating proxy, the
+    logging proxy, the ``ssl http2`` proxy and the ``grpc_pass`` proxy."""
     certs = tmp_path / "certs"
     generate_lab_certs(certs)
     cred = certs / configs.TIER2_CREDENTIAL
@@ -108,6 +149,16 @@ def test_nginx_accepts_generated_configs(tmp_path: Path) -> None:
             access_log=str(tmp_path / "a.log"),
             run_as_root=root,
         ),
+        "h2": configs.nginx_proxy(
+            tmp_path,
+            "h2",
+            18446,
+            Upstream(19001),
+            server_cert=(str(cred / "tls.crt"), str(cred / "tls.key")),
+            http2=True,
+            run_as_root=root,
+        ),
+        "grpc": configs.nginx_grpc_proxy(tmp_path, "grpc", 18447, 19002, run_as_root=root),
     }
     for name, text in texts.items():
         conf = tmp_path / f"{name}.conf"
@@ -116,3 +167,4 @@ def test_nginx_accepts_generated_configs(tmp_path: Path) -> None:
         argv += ["-e", str(tmp_path / f"{name}.err")]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
         assert done.returncode == 0, done.stderr
+        assert "test is successful" in done.stderr

@@ -72,3 +72,39 @@ def test_ratio_verdict_at_the_boundary() -> None:
     """Exactly the goal passes; just below fails."""
     assert Ratio("x", "y", 0.4, 0.4, 1.0).passed
     assert not Ratio("x", "y", 0.4, 0.3999, 1.0).passed
+
+
+def test_h2_goal_on_rps_per_core_and_grpc_without_goal() -> None:
+    """HTTP/2 is judged on rps per proxy core (1e6 / CPU µs per request, ours/nginx), so a
+    proxy that is slower only because nginx's load core was saturated is not penalised;
+    gRPC is compared but gets no verdict."""
+    summaries = {
+        # ours: 20,000 rps at 40 µs/req; nginx: 40,000 rps at 15 µs/req.
+        "h2-ours-1x100": summarize("h2-ours-1x100", [run(20_000, 1, 2, 8.0, 200_000)]),
+        "h2-nginx-1x100": summarize("h2-nginx-1x100", [run(40_000, 1, 2, 6.0, 400_000)]),
+        # ours: 50 µs/req against nginx's 15: below 0.35x per core although rps is 0.5x.
+        "h2-ours-10x10": summarize("h2-ours-10x10", [run(20_000, 1, 2, 10.0, 200_000)]),
+        "h2-nginx-10x10": summarize("h2-nginx-10x10", [run(40_000, 1, 2, 6.0, 400_000)]),
+        "grpc-ours": summarize("grpc-ours", [run(3_000, 1, 2, 3.0, 30_000)]),
+        "grpc-nginx": summarize("grpc-nginx", [run(4_000, 1, 2, 1.0, 40_000)]),
+    }
+    got = {r.ours: r for r in ratios(summaries)}
+    one, ten, grpc = got["h2-ours-1x100"], got["h2-ours-10x10"], got["grpc-ours"]
+    assert (one.metric, one.goal, one.rps_ratio) == ("rps per core", 0.35, 0.5)
+    assert one.rps_per_core_ratio == pytest.approx(15 / 40)
+    assert one.passed is True
+    assert ten.rps_ratio == 0.5
+    assert ten.rps_per_core_ratio == pytest.approx(15 / 50)
+    assert ten.passed is False
+    assert grpc.goal is None and grpc.passed is None
+    assert grpc.rps_ratio == 0.75
+
+
+def test_summary_keeps_the_highest_rss() -> None:
+    """Peak RSS is the highest of the runs, not a median."""
+    base = run(10_000, 1, 2, 1.0, 100_000)
+    runs = [
+        RunResult(base.report, 1.0, 10.0, 0.5, 0.5, proxy_rss_peak=rss)
+        for rss in (30_000_000, 45_000_000, 31_000_000)
+    ]
+    assert summarize("b-ours", runs).rss_peak == 45_000_000

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,11 +209,13 @@ async def ok_handler(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
 class CaptureUpstream:
     """A raw upstream: records every request and lets ``handler`` write the answer.
 
-    The handler returns False to close the connection after it wrote its answer.
+    The handler returns False to close the connection after it wrote its answer. With ``tls``
+    it terminates TLS with that context.
     """
 
-    def __init__(self, handler: Handler = ok_handler) -> None:
+    def __init__(self, handler: Handler = ok_handler, tls: ssl.SSLContext | None = None) -> None:
         self.handler = handler
+        self.tls = tls
         self.requests: list[RawRequest] = []
         self.connections = 0
         self.raw_bytes = bytearray()
@@ -222,7 +225,9 @@ class CaptureUpstream:
         self.received = asyncio.Event()
 
     async def start(self) -> CaptureUpstream:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, limit=1 << 20)
+        self._server = await asyncio.start_server(
+            self._serve, "127.0.0.1", 0, limit=1 << 20, ssl=self.tls
+        )
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -256,8 +261,10 @@ class CaptureUpstream:
 
 
 @contextlib.asynccontextmanager
-async def capture_upstream(handler: Handler = ok_handler) -> AsyncIterator[CaptureUpstream]:
-    up = await CaptureUpstream(handler).start()
+async def capture_upstream(
+    handler: Handler = ok_handler, *, tls: ssl.SSLContext | None = None
+) -> AsyncIterator[CaptureUpstream]:
+    up = await CaptureUpstream(handler, tls).start()
     try:
         yield up
     finally:
@@ -270,10 +277,13 @@ def service_entry(
     *,
     name: str | None = None,
     labels: list[dict[str, str]] | None = None,
+    protocol: str = "HTTP",
 ) -> str:
-    """A STATIC ServiceEntry with one 127.0.0.1 endpoint per port (``labels`` per endpoint)."""
+    """A STATIC ServiceEntry with one 127.0.0.1 endpoint per port (``labels`` per endpoint);
+    its port 80 speaks ``protocol`` (``HTTP``, ``HTTP2``, ``GRPC``) and is named after it."""
+    port_name = protocol.lower()
     endpoints = "\n".join(
-        f"  - address: 127.0.0.1\n    ports: {{http: {p}}}"
+        f"  - address: 127.0.0.1\n    ports: {{{port_name}: {p}}}"
         + (f"\n    labels: {labels[i]}" if labels else "")
         for i, p in enumerate(ports)
     )
@@ -283,7 +293,7 @@ kind: ServiceEntry
 metadata: {{name: {name or host.replace(".", "-")}}}
 spec:
   hosts: [{host}]
-  ports: [{{number: 80, name: http, protocol: HTTP}}]
+  ports: [{{number: 80, name: {port_name}, protocol: {protocol}}}]
   resolution: STATIC
   endpoints:
 {endpoints}

@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from gateway_core.upstream.cluster import Cluster
 from tests.conftest import free_port
 from tests.functional.support import (
     RawRequest,
@@ -33,9 +34,13 @@ spec:
 """
 
 
-def open_connections(harness: GatewayHarness) -> int:
+def up_cluster(harness: GatewayHarness) -> Cluster:
     (cluster,) = [c for k, c in harness.gateway.runtime.clusters.items() if "up.svc" in k]
-    return cluster.open_connections
+    return cluster
+
+
+def open_connections(harness: GatewayHarness) -> int:
+    return up_cluster(harness).resources.connections.count
 
 
 async def test_overflow_beyond_connections_and_pending(gateway: Callable[..., Any]) -> None:
@@ -114,3 +119,54 @@ async def test_connections_closed_by_upstream_are_not_counted(
         assert open_connections(harness) == 0
     assert statuses == [200] * 5
     assert up.connections == 5
+
+
+async def test_host_without_connection_opens_one_at_the_cluster_limit(
+    gateway: Callable[..., Any],
+) -> None:
+    """Defect 1: maxConnections 1, two hosts, ROUND_ROBIN. While the first request holds the
+    cluster's only connection on one host, the second goes to the other host, which has no
+    connection: it opens one anyway (Envoy) and is answered at once instead of waiting out the
+    stream idle timeout for a 504. The breaker records the overflow."""
+    release = asyncio.Event()
+    slow_arrived = asyncio.Event()
+
+    async def respond(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
+        if req.target == b"/slow":
+            slow_arrived.set()
+            await release.wait()
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        return True
+
+    rule = """---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: up}
+spec:
+  host: up.svc
+  trafficPolicy:
+    loadBalancer: {simple: ROUND_ROBIN}
+    connectionPool: {tcp: {maxConnections: 1}}
+"""
+    idle_timeout = 3.0
+    async with capture_upstream(respond) as one, capture_upstream(respond) as two:
+        port = free_port()
+        services = {"up.svc": [one.port, two.port]}
+        harness = await gateway(
+            config(port, ROUTE, services, extra=rule), stream_idle_timeout=idle_timeout
+        )
+        slow = asyncio.ensure_future(get(port, "/slow"))
+        await asyncio.wait_for(slow_arrived.wait(), 5)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            fast = await get(port, "/fast")
+            waited = loop.time() - started
+        finally:
+            release.set()
+        assert (fast.status, fast.body) == (200, b"ok")
+        assert waited < idle_timeout / 3
+        assert (await slow).status == 200
+        resources = up_cluster(harness).resources
+    assert (one.connections, two.connections) == (1, 1)
+    assert resources.connections.overflow == 1

@@ -16,6 +16,8 @@ from gateway_core.proxy.retry import (
     retriable_status,
 )
 from gateway_core.routing.actions import DEFAULT_RETRY, RetrySpec
+from gateway_core.snapshot import PoolLimits
+from gateway_core.upstream.resources import ResourceManager
 
 
 def test_retriable_status() -> None:
@@ -72,25 +74,16 @@ def test_backoff_is_jittered_exponential_and_capped() -> None:
 
 
 @dataclass
-class _Limits:
-    max_retries: int = 1
-
-
-@dataclass
-class _Spec:
-    limits: _Limits = field(default_factory=_Limits)
-
-
-@dataclass
 class _Stats:
     retries: int = 0
 
 
 @dataclass
 class _Cluster:
-    spec: _Spec = field(default_factory=_Spec)
+    resources: ResourceManager = field(
+        default_factory=lambda: ResourceManager(PoolLimits(max_retries=1))
+    )
     stats: _Stats = field(default_factory=_Stats)
-    active_retries: int = 0
 
 
 class _Loop:
@@ -134,27 +127,32 @@ def test_rewind_prefers_unsent_bytes_then_replay() -> None:
 
 
 def test_retry_budget_held_once_and_released() -> None:
-    """An exchange holds one of the cluster's max_retries while it retries, however many
-    retries it makes, and gives it back when closed; the back-off timer is cancelled."""
+    """An exchange holds one of the cluster's ``retries`` resource while it retries, however
+    many retries it makes, and gives it back when closed; the back-off timer is cancelled. A
+    retry refused by the breaker alone counts as its overflow; one the policy refuses does not."""
     cluster = _Cluster()
+    retries = cluster.resources.retries
     state = RetryState(buffered=False)
     loop = _Loop()
     state.attempts = 1
-    assert state.allows("status", sent=True, replayable=True, budget=cluster)  # type: ignore[arg-type]
+    assert state.allows("status", sent=True, replayable=True, budget=retries)
     state.schedule(cluster, loop, random.Random(1), lambda: None)  # type: ignore[arg-type]
     state.attempts = 2
-    assert cluster.active_retries == 1
-    assert state.allows("status", sent=True, replayable=True, budget=cluster)  # type: ignore[arg-type]
+    assert retries.count == 1
+    assert state.allows("status", sent=True, replayable=True, budget=retries)
     timer = state.timer
     state.schedule(cluster, loop, random.Random(1), lambda: None)  # type: ignore[arg-type]
-    assert cluster.active_retries == 1 and cluster.stats.retries == 2
+    assert retries.count == 1 and cluster.stats.retries == 2
     assert loop.delays[0] < 0.025 and loop.delays[1] < 0.05
     other = RetryState(buffered=False)
     other.attempts = 1
-    assert not other.allows("status", sent=True, replayable=True, budget=cluster)  # type: ignore[arg-type]
+    assert not other.allows("status", sent=True, replayable=True, budget=retries)
+    assert retries.overflow == 1
+    assert not other.allows("status", sent=True, replayable=False, budget=retries)
+    assert retries.overflow == 1
     assert timer is not None
     state.close()
-    released = (cluster.active_retries, state.timer)
+    released = (retries.count, state.timer)
     assert released == (0, None)
 
 

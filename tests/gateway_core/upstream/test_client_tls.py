@@ -15,7 +15,7 @@ import pytest
 from gateway_core.server.tls import ServerTlsStore, TlsConfigError
 from gateway_core.snapshot import UpstreamTls, UpstreamTlsMode
 from gateway_core.upstream.client_tls import (
-    ClientContextCache,
+    ClientContextStore,
     build_client_context,
     check_upstream_peer,
     upstream_server_hostname,
@@ -53,22 +53,31 @@ def test_client_context_settings(pki: Pki) -> None:
         build_client_context(replace(simple, ca_file="/nonexistent/ca.crt"))
 
 
-def test_client_context_cache_shares_and_rebuilds(pki: Pki) -> None:
-    """One context per spec; a changed CA file rebuilds it; a bad file keeps the previous one."""
+def test_client_context_store_publishes_and_rebuilds_on_refresh(pki: Pki) -> None:
+    """One slot per spec, its context built when the slot is made; only ``refresh`` (the
+    certificate watcher) rebuilds it after a file change; a bad file keeps the previous one and
+    is reported once; a slot whose files never loaded carries the error; ``retain`` forgets."""
     ca_path = Path(pki.ca_file())
     tls = UpstreamTls(UpstreamTlsMode.SIMPLE, ca_file=str(ca_path))
-    cache = ClientContextCache()
-    first = cache.get(tls)
-    assert cache.get(tls) is first
+    store = ClientContextStore()
+    slot = store.slot(tls)
+    first = slot.context
+    assert first is not None and store.slot(tls) is slot
+    assert store.refresh() == [] and slot.context is first
     _replace_file(ca_path, pki.other_ca.cert_pem.bytes())
-    second = cache.get(tls)
-    assert second is not first
+    assert slot.context is first  # nothing rebuilds it until the watcher runs
+    assert store.refresh() == []
+    second = slot.context
+    assert second is not None and second is not first
     _replace_file(ca_path, b"garbage")
-    assert cache.get(tls) is second
-    assert cache.get(tls) is second
-    cache.retain([])
-    with pytest.raises(TlsConfigError):
-        cache.get(tls)
+    (error,) = store.refresh()
+    assert error.startswith("keeping the previous upstream TLS context: upstream TLS:")
+    assert store.refresh() == [] and slot.context is second
+    missing = store.slot(replace(tls, ca_file="/nonexistent/ca.crt"))
+    assert missing.context is None and missing.error.startswith("upstream TLS:")
+    store.retain([])
+    fresh = store.slot(tls)
+    assert fresh is not slot and fresh.context is None and "upstream TLS" in fresh.error
 
 
 def test_upstream_simple_and_mutual_against_a_real_server(
@@ -80,12 +89,12 @@ def test_upstream_simple_and_mutual_against_a_real_server(
     crt, key = pki.issue("tier1", "tier1-gateway")
     simple = UpstreamTls(UpstreamTlsMode.SIMPLE, ca_file=pki.ca_file())
     mutual = replace(simple, mode=UpstreamTlsMode.MUTUAL, cert_file=str(crt), key_file=str(key))
-    cache = ClientContextCache()
+    clients = ClientContextStore()
 
     async def call(port: int, tls: UpstreamTls, authority: str) -> str:
         host = upstream_server_hostname(tls, authority)
         reader, writer = await asyncio.open_connection(
-            "127.0.0.1", port, ssl=cache.get(tls), server_hostname=host
+            "127.0.0.1", port, ssl=clients.slot(tls).context, server_hostname=host
         )
         try:
             check_upstream_peer(tls, writer.get_extra_info("ssl_object"))

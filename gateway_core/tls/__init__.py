@@ -1,0 +1,1 @@
+"""Shared: TLS helpers used by both the listeners (server/) and upstream origination (upstream/)."""
