@@ -4,6 +4,7 @@
     gateway-lab status | down
     gateway-lab kill NAME [--signal KILL|TERM|INT] | start NAME
     gateway-lab scenario NAME [--requests N]
+    gateway-lab grpc call|health ... TARGET     (gateway_lab.grpc_client)
 
 ``up`` runs in the foreground until Ctrl-C (or ``down`` from another terminal); the other
 commands talk to it through the lab control API.
@@ -26,6 +27,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="replace")
     args = _parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    if args.command == "grpc":
+        from gateway_lab.grpc_client import run
+
+        return run(args)
     try:
         topology = load_topology(args.topology)
     except TopologyError as exc:
@@ -51,6 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from gateway_lab.grpc_client import add_parser as add_grpc_parser
     from gateway_lab.scenarios import SCENARIOS
 
     parser = argparse.ArgumentParser(prog="gateway-lab", description=__doc__.split("\n\n")[0])
@@ -74,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     scenario = sub.add_parser("scenario", help="run a measured scenario over the running lab")
     scenario.add_argument("name", choices=sorted(SCENARIOS))
     scenario.add_argument("--requests", type=int, default=200, help="requests per measurement")
+    add_grpc_parser(sub)
     return parser
 
 

@@ -232,8 +232,9 @@ class Supervisor:
         self._print(
             f"\nLogs: {self.workdir.logs}/"
             f"\nOverrides (Istio YAML, hot-reloaded): {self.workdir.root / 'overrides'}/<cluster>/"
-            "\nLab: gateway-lab status | gateway-lab scenario canary|sticky|failover|gateway-loss"
-            " | gateway-lab down (or Ctrl-C here)"
+            "\nLab: gateway-lab status"
+            " | gateway-lab scenario canary|sticky|failover|gateway-loss"
+            " | gateway-lab grpc call|health ... | gateway-lab down (or Ctrl-C here)"
         )
 
     # -- stop --------------------------------------------------------------------------------

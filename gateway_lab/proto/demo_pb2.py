@@ -24,21 +24,25 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cgateway_lab/proto/demo.proto\x12\x07\x64\x65mo.v1\"\x1c\n\x0cHelloRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\",\n\rStreamRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\r\"G\n\x03Pod\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x10\n\x08locality\x18\x04 \x01(\t\"\\\n\nHelloReply\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x19\n\x03pod\x18\x02 \x01(\x0b\x32\x0c.demo.v1.Pod\x12\x10\n\x08sequence\x18\x03 \x01(\r\x12\x10\n\x08received\x18\x04 \x01(\r2\xf0\x01\n\x04\x44\x65mo\x12\x33\n\x05Hello\x12\x15.demo.v1.HelloRequest\x1a\x13.demo.v1.HelloReply\x12=\n\x0cServerStream\x12\x16.demo.v1.StreamRequest\x1a\x13.demo.v1.HelloReply0\x01\x12<\n\x0c\x43lientStream\x12\x15.demo.v1.HelloRequest\x1a\x13.demo.v1.HelloReply(\x01\x12\x36\n\x04\x42idi\x12\x15.demo.v1.HelloRequest\x1a\x13.demo.v1.HelloReply(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cgateway_lab/proto/demo.proto\x12\x07\x64\x65mo.v1\"\x1c\n\x0cHelloRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\",\n\rStreamRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\r\"G\n\x03Pod\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x10\n\x08locality\x18\x04 \x01(\t\"\xc2\x01\n\nHelloReply\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x19\n\x03pod\x18\x02 \x01(\x0b\x32\x0c.demo.v1.Pod\x12\x10\n\x08sequence\x18\x03 \x01(\r\x12\x10\n\x08received\x18\x04 \x01(\r\x12\x33\n\x08metadata\x18\x05 \x03(\x0b\x32!.demo.v1.HelloReply.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xf0\x01\n\x04\x44\x65mo\x12\x33\n\x05Hello\x12\x15.demo.v1.HelloRequest\x1a\x13.demo.v1.HelloReply\x12=\n\x0cServerStream\x12\x16.demo.v1.StreamRequest\x1a\x13.demo.v1.HelloReply0\x01\x12<\n\x0c\x43lientStream\x12\x15.demo.v1.HelloRequest\x1a\x13.demo.v1.HelloReply(\x01\x12\x36\n\x04\x42idi\x12\x15.demo.v1.HelloRequest\x1a\x13.demo.v1.HelloReply(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gateway_lab.proto.demo_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_HELLOREPLY_METADATAENTRY']._loaded_options = None
+  _globals['_HELLOREPLY_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_HELLOREQUEST']._serialized_start=41
   _globals['_HELLOREQUEST']._serialized_end=69
   _globals['_STREAMREQUEST']._serialized_start=71
   _globals['_STREAMREQUEST']._serialized_end=115
   _globals['_POD']._serialized_start=117
   _globals['_POD']._serialized_end=188
-  _globals['_HELLOREPLY']._serialized_start=190
-  _globals['_HELLOREPLY']._serialized_end=282
-  _globals['_DEMO']._serialized_start=285
-  _globals['_DEMO']._serialized_end=525
+  _globals['_HELLOREPLY']._serialized_start=191
+  _globals['_HELLOREPLY']._serialized_end=385
+  _globals['_HELLOREPLY_METADATAENTRY']._serialized_start=338
+  _globals['_HELLOREPLY_METADATAENTRY']._serialized_end=385
+  _globals['_DEMO']._serialized_start=388
+  _globals['_DEMO']._serialized_end=628
 # @@protoc_insertion_point(module_scope)

@@ -1,3 +1,4 @@
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Mapping as _Mapping
@@ -32,13 +33,22 @@ class Pod(_message.Message):
     def __init__(self, name: _Optional[str] = ..., cluster: _Optional[str] = ..., version: _Optional[str] = ..., locality: _Optional[str] = ...) -> None: ...
 
 class HelloReply(_message.Message):
-    __slots__ = ("message", "pod", "sequence", "received")
+    __slots__ = ("message", "pod", "sequence", "received", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     POD_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
     message: str
     pod: Pod
     sequence: int
     received: int
-    def __init__(self, message: _Optional[str] = ..., pod: _Optional[_Union[Pod, _Mapping]] = ..., sequence: _Optional[int] = ..., received: _Optional[int] = ...) -> None: ...
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, message: _Optional[str] = ..., pod: _Optional[_Union[Pod, _Mapping]] = ..., sequence: _Optional[int] = ..., received: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
