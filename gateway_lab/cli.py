@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     from gateway_lab.grpc_client import add_parser as add_grpc_parser
-    from gateway_lab.scenarios import SCENARIOS
+    from gateway_lab.scenarios import DEFAULT_REQUESTS, SCENARIO_REQUESTS, SCENARIOS
 
     parser = argparse.ArgumentParser(prog="gateway-lab", description=__doc__.split("\n\n")[0])
     parser.add_argument("--topology", type=Path, default=None, help="topology.yaml to use")
@@ -79,7 +79,14 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("name")
     scenario = sub.add_parser("scenario", help="run a measured scenario over the running lab")
     scenario.add_argument("name", choices=sorted(SCENARIOS))
-    scenario.add_argument("--requests", type=int, default=200, help="requests per measurement")
+    scenario.add_argument(
+        "--requests",
+        type=int,
+        default=None,
+        help=f"requests per measurement (default {DEFAULT_REQUESTS}; "
+        + ", ".join(f"{n}: {r}" for n, r in sorted(SCENARIO_REQUESTS.items()))
+        + ")",
+    )
     add_grpc_parser(sub)
     return parser
 

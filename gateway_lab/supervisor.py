@@ -233,7 +233,7 @@ class Supervisor:
             f"\nLogs: {self.workdir.logs}/"
             f"\nOverrides (Istio YAML, hot-reloaded): {self.workdir.root / 'overrides'}/<cluster>/"
             "\nLab: gateway-lab status"
-            " | gateway-lab scenario canary|sticky|failover|gateway-loss"
+            " | gateway-lab scenario canary|sticky|failover|gateway-loss|grpc"
             " | gateway-lab grpc call|health ... | gateway-lab down (or Ctrl-C here)"
         )
 
