@@ -4,6 +4,7 @@
     gateway-lab status
     gateway-lab kill NAME [--signal KILL|TERM|INT] | start NAME
     gateway-lab scenario NAME [--requests N]
+    gateway-lab grpc call|health ... TARGET     (gateway_lab.grpc_client)
     gateway-lab down
 
 ``up`` runs in the foreground until Ctrl-C (or ``down`` from another terminal); the other
@@ -28,6 +29,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="replace")
     args = parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    if args.command == "grpc":
+        from gateway_lab.grpc_client import run
+
+        return run(args)
     try:
         topology = load_topology(args.topology)
     except TopologyError as exc:
@@ -53,7 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    from gateway_lab.scenarios import SCENARIOS
+    from gateway_lab.grpc_client import add_parser as add_grpc_parser
+    from gateway_lab.scenarios import DEFAULT_REQUESTS, SCENARIO_REQUESTS, SCENARIOS
 
     main_parser = argparse.ArgumentParser(prog="gateway-lab", description=__doc__.split("\n\n")[0])
     main_parser.add_argument("--topology", type=Path, default=None, help="topology.yaml to use")
@@ -74,7 +80,15 @@ def parser() -> argparse.ArgumentParser:
     start.add_argument("name")
     scenario = sub.add_parser("scenario", help="run a measured scenario over the running lab")
     scenario.add_argument("name", choices=sorted(SCENARIOS))
-    scenario.add_argument("--requests", type=int, default=200, help="requests per measurement")
+    scenario.add_argument(
+        "--requests",
+        type=int,
+        default=None,
+        help=f"requests per measurement (default {DEFAULT_REQUESTS}; "
+        + ", ".join(f"{n}: {r}" for n, r in sorted(SCENARIO_REQUESTS.items()))
+        + ")",
+    )
+    add_grpc_parser(sub)
     sub.add_parser("down", help="stop the running lab")
     return main_parser
 

@@ -8,6 +8,8 @@ The lab commands come from the ``gateway-lab`` argument parser itself: every sub
 
 from __future__ import annotations
 
+import argparse
+
 import shlex
 import sys
 from pathlib import Path
@@ -92,6 +94,15 @@ def lab_commands(topo: Topology) -> list[tuple[str, str]]:
         if name == "up":
             continue
         words, notes = [name], []
+        nested = next(
+            (a for a in sub._actions if isinstance(a, argparse._SubParsersAction)), None
+        )
+        if nested is not None:  # ``grpc call|health``: the first one, aimed at Tier-1
+            first = next(iter(nested.choices))
+            words += [first, "--authority", "grpc.example.com", f"{topo.tier1.address}:8080"]
+            notes.append(f"{nested.dest}: {', '.join(nested.choices)}")
+            out.append((f"{name}: {help_text}; " + "; ".join(notes), " ".join([program, *words])))
+            continue
         for action in sub._actions:
             if action.option_strings and action.dest != "help":
                 flag = action.option_strings[-1]

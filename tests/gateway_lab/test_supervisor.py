@@ -95,7 +95,7 @@ async def test_lab_starts_in_phases_and_stops_every_child(tmp_path: Path) -> Non
     printed = {ln.strip() for ln in text.splitlines()}
     lab = {command for _, command in lab_commands(sup.topology)}
     assert lab <= printed
-    assert {ln.split()[3] for ln in lab} == {"status", "kill", "start", "scenario", "down"}
+    assert {ln.split()[3] for ln in lab} == {"status", "kill", "start", "scenario", "grpc", "down"}
     status = sup.status()
     assert status["ready"] is True
     pids = [p["pid"] for p in status["processes"]]
