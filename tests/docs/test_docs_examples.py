@@ -32,6 +32,7 @@ from gateway_core.config.resources import Resources
 from gateway_core.config.validation import validate_resources
 from gateway_core.proxy import sticky
 from gateway_core.proxy.local_reply import redirect_location
+from gateway_core.proxy.messages import upstream_target
 from gateway_core.proxy.retry import IDEMPOTENT, backoff, failure_retriable
 from gateway_core.proxy.targets import choose_target
 from gateway_core.routing.actions import DEFAULT_RETRY, RedirectAction, RetrySpec, RouteAction
@@ -269,6 +270,42 @@ def test_credential_name_paths() -> None:
     files = tuple(f"{client_dir}/{name}" for name in ("tls.crt", "tls.key", "ca.crt"))
     assert (client.cert_file, client.key_file, client.ca_file) == files
     documented(CONFIG_REF, f"`{cred}/tls.crt`")
+
+
+REWRITE = """
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: shop}
+spec:
+  servers: [{port: {number: 8080, name: http, protocol: HTTP}, hosts: [shop.example.com]}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: rx, namespace: shop}
+spec:
+  hosts: [shop.example.com]
+  gateways: [gw]
+  http:
+  - rewrite: {uriRegexRewrite: {match: '%s', rewrite: '%s'}}
+    route: [{destination: {host: a}}]
+"""
+
+
+def test_uri_regex_rewrite_examples() -> None:
+    """Both uriRegexRewrite examples of the rewrite table, compiled and applied by the gateway."""
+    (row,) = [r for r in table(CONFIG_REF, "| Field | Behaviour |") if r[0] == "`uriRegexRewrite`"]
+    fixed = re.search(r"`([^`]+)` → `([^`]+)` turns `([^`]+)` into `([^`]+)`", row[1])
+    istio = re.search(r"example `([^`]+)` gives `([^`]+)`", row[1])
+    assert fixed is not None and istio is not None, row[1]
+    pattern, rewrite, path, output = fixed.groups()
+    examples = [(rewrite, output), istio.groups()]
+    for substitution, expected in examples:
+        snapshot = compile_snapshot(resources(REWRITE % (pattern, substitution)), NodeInfo())
+        host = b"shop.example.com"
+        req = RequestHead(b"GET", path.encode(), b"", host, b"http", 8080, [(b"host", host)])
+        entry, match = snapshot.route_tables["http.8080"].route_entry(req)
+        assert entry is not None
+        assert upstream_target(req, entry, match).decode() == expected, substitution
 
 
 def test_retry_defaults_backoff_and_idempotent_methods() -> None:
