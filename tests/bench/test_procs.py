@@ -50,10 +50,21 @@ def test_stop_all_ends_the_whole_session(tmp_path: Path) -> None:
     assert tree[0] == proc.pid
     procs.stop_all(grace=5.0)
     assert not proc.alive()
-    for pid in tree:
-        assert not Path(f"/proc/{pid}").exists() or _is_zombie(pid)
+    # A signalled process dies asynchronously: wait (bounded) until each one is gone or a zombie.
+    lingering = _wait_until_ended(tree, timeout=10.0)
+    assert not lingering, f"still running 10 s after stop_all: {lingering}"
     assert "up" in proc.log_tail()
     procs.stop_all()
+
+
+def _wait_until_ended(pids: list[int], timeout: float) -> list[int]:
+    """The pids still running (present in /proc and not a zombie) when ``timeout`` runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        running = [pid for pid in pids if Path(f"/proc/{pid}").exists() and not _is_zombie(pid)]
+        if not running or time.monotonic() >= deadline:
+            return running
+        time.sleep(0.02)
 
 
 def _is_zombie(pid: int) -> bool:
