@@ -48,6 +48,8 @@ def test_stop_all_ends_the_whole_session(tmp_path: Path) -> None:
     proc = procs.start("forker", [sys.executable, "-c", FORKING])
     tree = _wait_for_children(proc.pid)
     assert tree[0] == proc.pid
+    # The fork can show before the parent prints: wait (bounded) for the line it must log.
+    wait_until(lambda: "up" in proc.log_tail(), proc, timeout=10, what="the 'up' line")
     procs.stop_all(grace=5.0)
     assert not proc.alive()
     # A signalled process dies asynchronously: wait (bounded) until each one is gone or a zombie.
