@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: lab test lint check certs bench clean
+.PHONY: lab test lint check certs bench proto clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ lint: $(STAMP)
 
 certs: $(STAMP)
 	$(BIN)/python -m certs.generate --out certs/lab
+
+# Regenerate gateway_lab/proto's Python code from demo.proto (the command is in generate.py).
+proto: $(STAMP)
+	$(BIN)/python -m gateway_lab.proto.generate
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

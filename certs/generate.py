@@ -74,6 +74,7 @@ CREDENTIALS: tuple[Credential, ...] = (
     ),
     Credential("httpbin-credential", ("httpbin.example.com",)),
     Credential("helloworld-credential", ("helloworld.example.com",)),
+    Credential("grpc-credential", ("grpc.example.com",)),
     Credential("tier1-client", ("tier1-gateway",), client=True, common_name="tier1-gateway"),
 )
 

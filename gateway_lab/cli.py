@@ -1,12 +1,15 @@
 """Control path (lab): ``gateway-lab`` — run the embedded three-cluster lab and its scenarios.
 
-    gateway-lab up [--workdir DIR] [--no-wait] [--timeout S] [--topology FILE]
-    gateway-lab status | down
+    gateway-lab [--topology FILE] up [--workdir DIR] [--no-wait] [--timeout S]
+    gateway-lab status
     gateway-lab kill NAME [--signal KILL|TERM|INT] | start NAME
     gateway-lab scenario NAME [--requests N]
+    gateway-lab grpc call|health ... TARGET     (gateway_lab.grpc_client)
+    gateway-lab down
 
 ``up`` runs in the foreground until Ctrl-C (or ``down`` from another terminal); the other
-commands talk to it through the lab control API.
+commands talk to it through the lab control API. Once the lab is ready, ``up`` prints every
+other subcommand with an example line (``gateway_lab.commands.lab_commands``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,11 @@ from gateway_lab.topology import TopologyError, load_topology
 def main(argv: Sequence[str] | None = None) -> int:
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="replace")
-    args = _parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    args = parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    if args.command == "grpc":
+        from gateway_lab.grpc_client import run
+
+        return run(args)
     try:
         topology = load_topology(args.topology)
     except TopologyError as exc:
@@ -50,12 +57,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _parser() -> argparse.ArgumentParser:
-    from gateway_lab.scenarios import SCENARIOS
+def parser() -> argparse.ArgumentParser:
+    from gateway_lab.grpc_client import add_parser as add_grpc_parser
+    from gateway_lab.scenarios import DEFAULT_REQUESTS, SCENARIO_REQUESTS, SCENARIOS
 
-    parser = argparse.ArgumentParser(prog="gateway-lab", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--topology", type=Path, default=None, help="topology.yaml to use")
-    sub = parser.add_subparsers(dest="command", required=True)
+    main_parser = argparse.ArgumentParser(prog="gateway-lab", description=__doc__.split("\n\n")[0])
+    main_parser.add_argument("--topology", type=Path, default=None, help="topology.yaml to use")
+    sub = main_parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the lab in the foreground (Ctrl-C stops it)")
     up.add_argument("--workdir", type=Path, default=Path(".lab"), help="default: ./.lab")
     up.add_argument(
@@ -65,7 +73,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--timeout", type=float, default=60.0, help="readiness timeout (s)")
     sub.add_parser("status", help="show the running lab's processes")
-    sub.add_parser("down", help="stop the running lab")
     kill = sub.add_parser("kill", help="stop one lab process (e.g. tier2-cluster-1)")
     kill.add_argument("name")
     kill.add_argument("--signal", default="KILL", choices=["KILL", "TERM", "INT"])
@@ -73,8 +80,26 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("name")
     scenario = sub.add_parser("scenario", help="run a measured scenario over the running lab")
     scenario.add_argument("name", choices=sorted(SCENARIOS))
-    scenario.add_argument("--requests", type=int, default=200, help="requests per measurement")
-    return parser
+    scenario.add_argument(
+        "--requests",
+        type=int,
+        default=None,
+        help=f"requests per measurement (default {DEFAULT_REQUESTS}; "
+        + ", ".join(f"{n}: {r}" for n, r in sorted(SCENARIO_REQUESTS.items()))
+        + ")",
+    )
+    add_grpc_parser(sub)
+    sub.add_parser("down", help="stop the running lab")
+    return main_parser
+
+
+def subcommands(
+    main_parser: argparse.ArgumentParser,
+) -> dict[str, tuple[argparse.ArgumentParser, str]]:
+    """Each subcommand of ``main_parser`` (in the order they were added): its parser and help."""
+    action = next(a for a in main_parser._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {choice.dest: choice.help or "" for choice in action._choices_actions}
+    return {name: (sub, helps.get(name, "")) for name, sub in action.choices.items()}
 
 
 async def _control(args: argparse.Namespace, client: ControlClient) -> int:

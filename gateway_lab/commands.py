@@ -1,16 +1,21 @@
-"""Control path (lab): the curl and admin commands ``gateway-lab up`` prints, runnable as printed.
+"""Control path (lab): the curl, admin and lab commands `gateway-lab up` prints, as runnable.
 
 Hosts, ports and addresses come from the topology and the Gateway listeners, so the commands
 follow any change to deploy/lab. The end-to-end test runs exactly these lines with real curl.
+The lab commands come from the ``gateway-lab`` argument parser itself: every subcommand but
+``up`` (the one running) is printed, so a new subcommand cannot be left out.
 """
 
 from __future__ import annotations
+
+import argparse
 
 import shlex
 import sys
 from pathlib import Path
 
-from gateway_lab.topology import HOSTNAME, ClusterSpec, Topology
+from gateway_lab.cli import parser, subcommands
+from gateway_lab.topology import HOSTNAME, ClusterSpec, Topology, default_path
 
 
 def curl_commands(topo: Topology, ca_file: Path) -> list[tuple[str, str]]:
@@ -72,6 +77,46 @@ def admin_commands(topo: Topology) -> list[tuple[str, str]]:
             f"-H 'X-CLUSTER-SELECTOR: {topo.clusters[-1].name}' {url}",
         ),
     ]
+
+
+def lab_commands(topo: Topology) -> list[tuple[str, str]]:
+    """``(what it does, command)`` for every ``gateway-lab`` subcommand but ``up``.
+
+    A positional argument with choices gets its first choice (the others are named in the
+    description); one without choices is a lab process name (``kill``/``start``), here the first
+    cluster's Tier-2 gateway. Options are named in the description, with their choices.
+    """
+    program = _tool("gateway-lab", "gateway_lab.cli")
+    if topo.path != default_path().resolve():
+        program += f" --topology {shlex.quote(str(topo.path))}"
+    out: list[tuple[str, str]] = []
+    for name, (sub, help_text) in subcommands(parser()).items():
+        if name == "up":
+            continue
+        words, notes = [name], []
+        nested = next(
+            (a for a in sub._actions if isinstance(a, argparse._SubParsersAction)), None
+        )
+        if nested is not None:  # ``grpc call|health``: the first one, aimed at Tier-1
+            first = next(iter(nested.choices))
+            words += [first, "--authority", "grpc.example.com", f"{topo.tier1.address}:8080"]
+            notes.append(f"{nested.dest}: {', '.join(nested.choices)}")
+            out.append((f"{name}: {help_text}; " + "; ".join(notes), " ".join([program, *words])))
+            continue
+        for action in sub._actions:
+            if action.option_strings and action.dest != "help":
+                flag = action.option_strings[-1]
+                values = "|".join(action.choices) if action.choices else (action.metavar or "N")
+                notes.append(f"{flag} {values} (default {action.default})")
+            elif not action.option_strings and action.choices:
+                choices = [str(c) for c in action.choices]
+                words.append(choices[0])
+                notes.append(f"{action.dest}: {', '.join(choices)}")
+            elif not action.option_strings:
+                words.append(f"tier2-{topo.clusters[0].name}")
+        what = f"{name}: {help_text}" + "".join(f"; {note}" for note in notes)
+        out.append((what, " ".join([program, *words])))
+    return out
 
 
 def _serves(cluster: ClusterSpec, role: str) -> bool:

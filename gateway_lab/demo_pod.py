@@ -4,7 +4,8 @@ One aiohttp app plays a role — bookinfo's ``productpage``/``details``/``review
 Istio's ``helloworld``, an ``httpbin`` subset or a generic ``echo`` — and stamps every response
 with ``x-demo-cluster``/``x-demo-pod``/``x-demo-version``/``x-demo-locality`` so lab scenarios
 can see which cluster, pod and version served a request. Control endpoints under ``/admin``
-make a pod fail or turn unready, which drives outlier detection and health checking.
+make a pod fail or turn unready, which drives outlier detection and health checking. The
+command line also runs the ``grpc`` role, the gRPC demo service of ``gateway_lab.grpc_pod``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ from gateway_core.snapshot import Locality
 from gateway_lab import demo_pod_bookinfo as bookinfo
 
 ROLES = ("productpage", "details", "reviews", "ratings", "echo", "helloworld", "httpbin")
+GRPC_ROLE = "grpc"
+"""The gRPC demo service (gateway_lab.grpc_pod): not an aiohttp app, so not in ``ROLES``."""
+POD_ROLES = (*ROLES, GRPC_ROLE)
 CHUNK = 64 * 1024
 MAX_BYTES = 1 << 30
 MAX_DELAY = 30.0
@@ -315,7 +319,7 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 def parse_args(argv: Sequence[str]) -> PodConfig:
     parser = argparse.ArgumentParser(prog="python -m gateway_lab.demo_pod", description=__doc__)
-    parser.add_argument("--role", required=True, choices=ROLES)
+    parser.add_argument("--role", required=True, choices=POD_ROLES)
     parser.add_argument("--listen", required=True, help="HOST:PORT (port 0 picks one)")
     parser.add_argument("--cluster", required=True)
     parser.add_argument("--pod", required=True)
@@ -365,7 +369,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = parse_args(sys.argv[1:] if argv is None else argv)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 2
-    asyncio.run(serve(config))
+    if config.role == GRPC_ROLE:
+        from gateway_lab import grpc_pod
+
+        asyncio.run(grpc_pod.serve(config))
+    else:
+        asyncio.run(serve(config))
     return 0
 
 

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import yaml
 
-from gateway_lab.processes import ProcessSpec, dns_probe, http_probe
-from gateway_lab.topology import GatewayNode, Topology
+from gateway_lab.demo_pod import GRPC_ROLE
+from gateway_lab.processes import ProcessSpec, all_probes, dns_probe, grpc_health_probe, http_probe
+from gateway_lab.topology import GatewayNode, PodInstance, Topology
 
 PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
 PHASES = ("dns", "pods", "tier2", "tier1")
@@ -64,7 +65,10 @@ def lab_plan(topology: Topology, workdir: Workdir) -> list[tuple[str, ProcessSpe
             kind="pods",
             argv=_module("gateway_lab.pods", "--cluster", c.name, "--topology", str(topology.path)),
             log=workdir.logs / f"pods-{c.name}.log",
-            probe=http_probe(*(f"http://{p.host}:{p.port}/healthz" for p in pods)),
+            probe=all_probes(
+                http_probe(*(f"http://{p.host}:{p.port}/healthz" for p in pods if not _grpc(p))),
+                grpc_health_probe(*(f"{p.host}:{p.port}" for p in pods if _grpc(p))),
+            ),
             summary=f"{len(pods)} pods ({roles})",
             env=env,
         )
@@ -119,6 +123,10 @@ def gateway_spec(
         summary=f"{gw.address} {ports}, admin {gw.admin[0]}:{gw.admin[1]}",
         env=env,
     )
+
+
+def _grpc(pod: PodInstance) -> bool:
+    return pod.role == GRPC_ROLE
 
 
 def _module(name: str, *args: str) -> tuple[str, ...]:

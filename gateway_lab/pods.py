@@ -1,7 +1,8 @@
 """Data path (lab): one process serving every demo pod of one cluster in a single event loop.
 
 ``python -m gateway_lab.pods --cluster cluster-2 [--topology FILE]`` starts one aiohttp demo pod
-per address of each ``pods`` entry of that cluster (about 20 small apps), prints
+per address of each ``pods`` entry of that cluster (about 20 small apps; role ``grpc`` entries
+get a grpcio server each, gateway_lab.grpc_pod), prints
 ``pods ready: N pods of CLUSTER`` on stderr once all listen, and serves until SIGTERM/SIGINT.
 One process per cluster instead of one per pod keeps the lab light (a Python interpreter costs
 ~30 MB); pods stay independent apps, each with its own failure switch under ``/admin``.
@@ -15,12 +16,18 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-
-from aiohttp import web
+from typing import Protocol
 
 from gateway_core.snapshot import Locality
-from gateway_lab.demo_pod import PodConfig, start_pod
+from gateway_lab.demo_pod import GRPC_ROLE, PodConfig, start_pod
+from gateway_lab.grpc_pod import start_grpc_pod
 from gateway_lab.topology import PodInstance, TopologyError, load_topology
+
+
+class RunningPod(Protocol):
+    """A started pod (an aiohttp ``AppRunner`` or a ``GrpcPod``): ``cleanup()`` stops it."""
+
+    async def cleanup(self) -> None: ...
 
 
 def pod_config(instance: PodInstance) -> PodConfig:
@@ -39,13 +46,20 @@ def pod_config(instance: PodInstance) -> PodConfig:
     )
 
 
-async def start_group(instances: Sequence[PodInstance]) -> list[web.AppRunner]:
+async def start_one(instance: PodInstance) -> RunningPod:
+    config = pod_config(instance)
+    if instance.role == GRPC_ROLE:
+        return await start_grpc_pod(config)
+    return await start_pod(config)
+
+
+async def start_group(instances: Sequence[PodInstance]) -> list[RunningPod]:
     """Start every pod; if one cannot listen, the ones already started are stopped again."""
-    runners: list[web.AppRunner] = []
+    runners: list[RunningPod] = []
     try:
         for instance in instances:
             try:
-                runners.append(await start_pod(pod_config(instance)))
+                runners.append(await start_one(instance))
             except OSError as exc:
                 raise OSError(
                     exc.errno,
@@ -58,7 +72,7 @@ async def start_group(instances: Sequence[PodInstance]) -> list[web.AppRunner]:
     return runners
 
 
-async def stop_group(runners: Sequence[web.AppRunner]) -> None:
+async def stop_group(runners: Sequence[RunningPod]) -> None:
     await asyncio.gather(*(r.cleanup() for r in runners), return_exceptions=True)
 
 

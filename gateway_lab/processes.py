@@ -26,8 +26,10 @@ import dns.asyncquery
 import dns.exception
 import dns.message
 import dns.rcode
+import grpc
 
 from gateway_core.utils.tasks import spawn
+from gateway_lab.grpc_client import ChannelSpec, check_health, rpc_error
 from gateway_lab.topology import SocketNeed
 
 Probe = Callable[[aiohttp.ClientSession], Awaitable[str | None]]
@@ -191,6 +193,35 @@ def http_probe(*urls: str) -> Probe:
                         return f"{url} answered {resp.status}"
             except (aiohttp.ClientError, TimeoutError) as exc:
                 return f"{url}: {type(exc).__name__} {exc}".rstrip()
+        return None
+
+    return probe
+
+
+def grpc_health_probe(*targets: str) -> Probe:
+    """Ready when every ``host:port`` answers the grpc.health.v1 check with ``SERVING``."""
+
+    async def probe(session: aiohttp.ClientSession) -> str | None:
+        for target in targets:
+            try:
+                status = await check_health(ChannelSpec(target), call_timeout=1.0)
+            except grpc.aio.AioRpcError as exc:
+                return f"grpc health of {target}: {rpc_error(exc)}"
+            if status != "SERVING":
+                return f"grpc health of {target}: {status}"
+        return None
+
+    return probe
+
+
+def all_probes(*probes: Probe) -> Probe:
+    """Ready when every probe is; the first reason otherwise."""
+
+    async def probe(session: aiohttp.ClientSession) -> str | None:
+        for one in probes:
+            reason = await one(session)
+            if reason is not None:
+                return reason
         return None
 
     return probe

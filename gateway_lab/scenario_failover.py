@@ -103,7 +103,8 @@ async def _measure_step(
 
 
 async def _warm_until_ejected(ctx: LabContext, gateway: GatewayNode, host: str) -> None:
-    """The first 503 ejects the pod and a retry hides it: send traffic until it is ejected."""
+    """The first 503 ejects the pod (it reaches the client: Istio 1.24+ retries no 503 by
+    default, and warm-up replies are not counted): send traffic until it is ejected."""
 
     async def ejected() -> bool:
         await ctx.many(ctx.concurrency, f"/{FAILOVER_SERVICE}", _HEADER)

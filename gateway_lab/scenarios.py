@@ -15,6 +15,7 @@ import aiohttp
 
 from gateway_lab.control import ControlClient, LabNotRunning
 from gateway_lab.scenario_failover import failover, gateway_loss
+from gateway_lab.scenario_grpc import GRPC_CALLS, grpc_balancing
 from gateway_lab.scenario_kit import LabContext, ScenarioError
 from gateway_lab.scenario_traffic import canary, sticky
 from gateway_lab.topology import Topology
@@ -25,13 +26,19 @@ SCENARIOS: dict[str, Scenario] = {
     "sticky": sticky,
     "failover": failover,
     "gateway-loss": gateway_loss,
+    "grpc": grpc_balancing,
 }
+DEFAULT_REQUESTS = 200
+SCENARIO_REQUESTS = {"grpc": GRPC_CALLS}
+"""Scenarios whose measurement has its own default size (``--requests`` overrides it)."""
 
 
 async def run_scenario(
-    name: str, topology: Topology, *, requests: int = 200, out: TextIO | None = None
+    name: str, topology: Topology, *, requests: int | None = None, out: TextIO | None = None
 ) -> int:
     out = out or sys.stdout
+    if requests is None:
+        requests = SCENARIO_REQUESTS.get(name, DEFAULT_REQUESTS)
     control = ControlClient(topology.control)
     try:
         status = await control.status()

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from certs.generate import generate_lab_certs
 from gateway_core.utils.tasks import spawn
-from gateway_lab.commands import admin_commands, curl_commands
+from gateway_lab.commands import admin_commands, curl_commands, lab_commands
 from gateway_lab.control import ProcessError, build_control_app
 from gateway_lab.plan import PHASES, Workdir, lab_plan
 from gateway_lab.processes import Child, StartupError, check_sockets
@@ -229,11 +229,12 @@ class Supervisor:
         self._print("\nAdmin endpoints:")
         for what, cmd in admin_commands(self.topology):
             self._print(f"  # {what}\n  {cmd}")
+        self._print("\nLab commands (from another terminal; Ctrl-C here stops the lab too):")
+        for what, cmd in lab_commands(self.topology):
+            self._print(f"  # {what}\n  {cmd}")
         self._print(
             f"\nLogs: {self.workdir.logs}/"
             f"\nOverrides (Istio YAML, hot-reloaded): {self.workdir.root / 'overrides'}/<cluster>/"
-            "\nLab: gateway-lab status | gateway-lab scenario canary|sticky|failover|gateway-loss"
-            " | gateway-lab down (or Ctrl-C here)"
         )
 
     # -- stop --------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from gateway_core.config.loader import load_resources
-from gateway_lab.demo_pod import ROLES
+from gateway_lab.demo_pod import POD_ROLES
 
 DEFAULT_CONTROL = ("127.0.0.1", 15999)
 HOSTNAME = "bookinfo.example.com"
@@ -257,8 +257,8 @@ def _pod(raw: Any, where: str) -> PodSpec:
         if required not in p:
             raise TopologyError(f"{where}: {required} is required")
     role = str(p["role"])
-    if role not in ROLES:
-        raise TopologyError(f"{where}.role: {role!r} is not one of {', '.join(ROLES)}")
+    if role not in POD_ROLES:
+        raise TopologyError(f"{where}.role: {role!r} is not one of {', '.join(POD_ROLES)}")
     addresses = p["addresses"]
     if not isinstance(addresses, list) or not addresses:
         raise TopologyError(f"{where}.addresses: expected a non-empty list of IP addresses")

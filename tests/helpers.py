@@ -1,14 +1,28 @@
-"""Test helpers: an in-process gateway built from YAML text, and demo-pod handles."""
+"""Tests: an in-process gateway built from YAML text, demo-pod handles, and ../shared lookups."""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 
 from gateway_core.server.app import Gateway
 from gateway_core.settings import GatewaySettings
+
+REPO = Path(__file__).resolve().parents[1]
+# Reference material (Istio samples) lives in ``shared/`` beside the checkout, never inside it.
+SHARED = REPO.parent / "shared"
+
+
+def shared_path(relative: str) -> Path:
+    """``../shared/<relative>`` beside the checkout; the test is skipped, with the path it
+    looked for as the reason, where it is absent."""
+    path = SHARED / relative
+    if not path.exists():
+        pytest.skip(f"{path} is absent (reference material lives in ../shared beside the checkout)")
+    return path
 
 
 @dataclasses.dataclass

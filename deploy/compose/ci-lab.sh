@@ -15,11 +15,19 @@
 # Exit status: 0 passed; 1 failed (a build, a container or a check); 3 skipped: no Docker engine
 # could be started on this machine. Failing containers are failures, never a skip.
 #
+# Every wait prints a progress line at least every 10 s, and nothing reads the terminal: the
+# script runs the same from a terminal, from a pipe and from CI.
+#
 # Environment (all optional): BASE_IMAGE (default gateway-base:bookworm, built here),
 # GATEWAY_IMAGE, DEBIAN_MIRROR, PYTHON (host Python 3.11 for the wheelhouse), LAB_PROJECT,
 # LAB_*_PORT (published ports, see docker-compose.yml), LAB_READY_TIMEOUT, LAB_ROUTE_TIMEOUT,
 # LAB_DNS_TIMEOUT (seconds), LAB_KEEP_DOCKERD=1 (leave a dockerd started here running).
 set -euo pipefail
+# Nothing here reads stdin. `timeout` runs its command in a process group of its own, which is a
+# background group when the script runs from a terminal: a command that touches a terminal stdin
+# there (`docker-compose exec -T` does) is stopped by SIGTTIN until its timeout kills it, which
+# made the DNS diagnostic hang for 300 s. So stdin is /dev/null for the whole script.
+exec </dev/null
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
@@ -39,6 +47,10 @@ SCALE_SERVICE="cluster-2-helloworld-v1"
 SCALE_CLUSTER="cluster-2"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/ci-lab.XXXXXX")"
 DOCKERD_LOG="${TMPDIR:-/tmp}/ci-lab-dockerd.log"
+# A wait prints a progress line once this many seconds have passed since the last line printed:
+# with the one-second truncation of $SECONDS and loop rounds of up to about 3 s (a loaded Docker
+# answering `inspect` for 54 containers), a line comes at least every 10 s.
+PROGRESS_EVERY=5
 
 # Published ports of this run: away from the defaults so a developer's lab can keep running.
 export LAB_HTTP_PORT="${LAB_HTTP_PORT:-28080}" LAB_HTTPS_PORT="${LAB_HTTPS_PORT:-28443}"
@@ -64,7 +76,11 @@ LAB_UP=""
 COMPOSE=()
 RESULTS=()
 
-log() { printf '[ci-lab %4ds] %s\n' "$((SECONDS - STARTED_AT))" "$*"; }
+LAST_OUTPUT=$SECONDS
+log() {
+    printf '[ci-lab %4ds] %s\n' "$((SECONDS - STARTED_AT))" "$*"
+    LAST_OUTPUT=$SECONDS
+}
 fail() {
     log "FAILED: $*"
     exit 1
@@ -83,9 +99,41 @@ passed() {
     log "PASS: $*"
 }
 
+# Progress of a wait loop: tick_start before the loop, `tick WHAT` in every round (rounds of at
+# most about 3 s); a line is printed once PROGRESS_EVERY seconds have passed since the last line,
+# whichever wait or step printed it.
+TICK_STARTED=0
+tick_start() { TICK_STARTED=$SECONDS; }
+tick() {
+    if ((SECONDS - LAST_OUTPUT >= PROGRESS_EVERY)); then
+        log "  ... $* ($((SECONDS - TICK_STARTED))s so far)"
+    fi
+}
+
+# with_progress WHAT LOG CMD...: runs CMD (a command or a function; its bound is its own
+# `timeout`) in the background with its output appended to LOG, and prints WHAT with LOG's last
+# line every PROGRESS_EVERY seconds until it ends. Returns CMD's exit status.
+WATCHED=""
+with_progress() {
+    local what=$1 logfile=$2 rc=0
+    shift 2
+    "$@" >>"$logfile" 2>&1 &
+    WATCHED=$!
+    tick_start
+    while kill -0 "$WATCHED" 2>/dev/null; do
+        tick "$what; last log line: $(tail -n 1 "$logfile" | tr -d '\r' | cut -c 1-100)"
+        sleep 1
+    done
+    wait "$WATCHED" || rc=$?
+    WATCHED=""
+    return "$rc"
+}
+
 # ---- teardown ---------------------------------------------------------------------------------
 
-compose() { timeout "${COMPOSE_TIMEOUT:-300}" "${COMPOSE[@]}" -p "$PROJECT" -f "$COMPOSE_FILE" "$@"; }
+compose() {
+    timeout "${COMPOSE_TIMEOUT:-300}" "${COMPOSE[@]}" -p "$PROJECT" -f "$COMPOSE_FILE" "$@" </dev/null
+}
 
 dump_diagnostics() {
     local states name
@@ -103,14 +151,25 @@ dump_diagnostics() {
 on_exit() {
     local rc=$?
     set +e
+    if [[ -n "$WATCHED" ]]; then
+        kill "$WATCHED" 2>/dev/null # a command still running under with_progress (Ctrl-C)
+        wait "$WATCHED" 2>/dev/null
+    fi
     if [[ $rc -eq 3 && -z "$SKIPPING" ]]; then
         rc=1 # a command that happened to exit 3 is a failure; 3 is reserved for "skipped"
     fi
     if [[ -n "$LAB_UP" ]]; then
         [[ $rc -eq 0 ]] || dump_diagnostics
         log "tearing down: down -v"
-        COMPOSE_TIMEOUT=180 compose down -v --remove-orphans >"$WORK/down.log" 2>&1 ||
-            { log "down -v failed:"; tail -20 "$WORK/down.log"; rc=1; }
+        # On a loaded machine Docker can still count a just-removed container as a network's
+        # endpoint ("network ... has active endpoints"): then the second `down -v` removes it.
+        COMPOSE_TIMEOUT=180 with_progress "down -v" "$WORK/down.log" \
+            compose down -v --remove-orphans || {
+            log "down -v failed ($(tail -n 1 "$WORK/down.log" | cut -c 1-120)); once more in 5 s"
+            sleep 5
+            COMPOSE_TIMEOUT=120 with_progress "down -v, second try" "$WORK/down.log" \
+                compose down -v --remove-orphans
+        } || { log "down -v failed:"; tail -20 "$WORK/down.log"; rc=1; }
         if [[ -n "$(docker ps -aq --filter "label=com.docker.compose.project=$PROJECT")" ]]; then
             log "containers of $PROJECT are still present after down -v"
             rc=1
@@ -119,7 +178,12 @@ on_exit() {
     if [[ -n "$STARTED_DOCKERD" && -z "${LAB_KEEP_DOCKERD:-}" ]]; then
         log "stopping the dockerd started by this run (pid $STARTED_DOCKERD)"
         kill "$STARTED_DOCKERD" 2>/dev/null
-        for _ in $(seq 30); do kill -0 "$STARTED_DOCKERD" 2>/dev/null || break; sleep 1; done
+        tick_start
+        for _ in $(seq 30); do
+            kill -0 "$STARTED_DOCKERD" 2>/dev/null || break
+            tick "waiting for dockerd to stop"
+            sleep 1
+        done
     fi
     rm -rf "$WORK"
     if [[ ${#RESULTS[@]} -gt 0 ]]; then
@@ -157,9 +221,10 @@ install_docker() {
     [[ $(id -u) -eq 0 ]] || skip "docker.io/docker-compose are missing and this is not root"
     log "installing docker.io and docker-compose (Debian packages)"
     export DEBIAN_FRONTEND=noninteractive
-    if ! timeout 600 apt-get install -y -q docker.io docker-compose >"$WORK/apt.log" 2>&1; then
-        timeout 300 apt-get update -q >>"$WORK/apt.log" 2>&1 || true
-        timeout 600 apt-get install -y -q docker.io docker-compose >>"$WORK/apt.log" 2>&1 ||
+    local install=(timeout 600 apt-get install -y -q docker.io docker-compose)
+    if ! with_progress "apt-get install" "$WORK/apt.log" "${install[@]}"; then
+        with_progress "apt-get update" "$WORK/apt.log" timeout 300 apt-get update -q || true
+        with_progress "apt-get install" "$WORK/apt.log" "${install[@]}" ||
             { tail -20 "$WORK/apt.log"; skip "apt-get could not install docker.io/docker-compose"; }
     fi
     have_compose_cli || skip "no compose CLI after installing docker-compose"
@@ -174,12 +239,14 @@ start_dockerd() {
     log "starting dockerd (log: $DOCKERD_LOG)"
     dockerd >"$DOCKERD_LOG" 2>&1 &
     STARTED_DOCKERD=$!
+    tick_start
     for _ in $(seq 60); do
         if timeout 5 docker info >/dev/null 2>&1; then
             log "dockerd is up (pid $STARTED_DOCKERD)"
             return
         fi
         kill -0 "$STARTED_DOCKERD" 2>/dev/null || break
+        tick "waiting for dockerd to answer"
         sleep 1
     done
     local why="gave no answer within 60 s"
@@ -226,17 +293,22 @@ build_base_image() {
         return
     fi
     command -v debootstrap >/dev/null ||
-        timeout 300 apt-get install -y -q debootstrap >"$WORK/apt-debootstrap.log" 2>&1 ||
+        with_progress "apt-get install debootstrap" "$WORK/apt-debootstrap.log" \
+            timeout 300 apt-get install -y -q debootstrap ||
         fail "debootstrap is missing and could not be installed"
     local mirror rootfs="$WORK/rootfs"
     mirror="$(debian_mirror)"
     log "building $BASE_IMAGE: debootstrap --variant=minbase --include=$BASE_PACKAGES bookworm ($mirror)"
-    timeout 900 debootstrap --variant=minbase --include="$BASE_PACKAGES" bookworm "$rootfs" \
-        "$mirror" >"$WORK/debootstrap.log" 2>&1 ||
-        { tail -20 "$WORK/debootstrap.log"; fail "debootstrap failed"; }
+    with_progress debootstrap "$WORK/debootstrap.log" \
+        timeout 900 debootstrap --variant=minbase --include="$BASE_PACKAGES" bookworm "$rootfs" \
+        "$mirror" || { tail -20 "$WORK/debootstrap.log"; fail "debootstrap failed"; }
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
-    tar -C "$rootfs" -c . | timeout 600 docker import \
-        -c "LABEL $BASE_LABEL=\"$spec\"" -c "ENV LANG=C.UTF-8" - "$BASE_IMAGE" >/dev/null
+    import_rootfs() {
+        tar -C "$rootfs" -c . | timeout 600 docker import \
+            -c "LABEL $BASE_LABEL=\"$spec\"" -c "ENV LANG=C.UTF-8" - "$BASE_IMAGE"
+    }
+    with_progress "docker import" "$WORK/import.log" import_rootfs ||
+        { tail -20 "$WORK/import.log"; fail "docker import failed"; }
     rm -rf "$rootfs"
     log "base image $BASE_IMAGE built"
 }
@@ -256,7 +328,7 @@ host_python() {
 build_wheelhouse() {
     local py want have
     py="$(host_python)"
-    want="$(docker run --rm --entrypoint python3 "$BASE_IMAGE" -c \
+    want="$(timeout 120 docker run --rm --entrypoint python3 "$BASE_IMAGE" -c \
         'import sys; print("%d.%d" % sys.version_info[:2])')"
     have="$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
     [[ "$want" == "$have" ]] ||
@@ -268,8 +340,11 @@ print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["build-system"]["requires"
         "$ROOT/pyproject.toml")
     log "building the wheelhouse with $py (Python $have): the project's dependencies and ${build_reqs[*]}"
     find "$WHEELS" -name '*.whl' -delete
-    (cd "$ROOT" && timeout 900 "$py" -m pip wheel --quiet --disable-pip-version-check \
-        -w "$WHEELS" . "${build_reqs[@]}") >"$WORK/wheels.log" 2>&1 ||
+    pip_wheels() {
+        cd "$ROOT" && timeout 900 "$py" -m pip wheel --quiet --disable-pip-version-check \
+            -w "$WHEELS" . "${build_reqs[@]}"
+    }
+    with_progress "pip wheel" "$WORK/wheels.log" pip_wheels ||
         { tail -30 "$WORK/wheels.log"; fail "pip wheel failed"; }
     # The project itself is built inside the image from source; its wheel would change on every
     # commit and defeat the cached dependency layer.
@@ -280,13 +355,16 @@ print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["build-system"]["requires"
 build_image() {
     log "building $GATEWAY_IMAGE from the wheelhouse (BASE_IMAGE=$BASE_IMAGE, INSTALL_FROM=wheels)"
     # The context is streamed as a tar without the venv, git data and generated keys.
-    tar -C "$ROOT" -c \
-        --exclude=./.git --exclude=./.venv --exclude=./.lab --exclude=./.notes \
-        --exclude=./certs/lab --exclude=./build --exclude=./dist --exclude='*.egg-info' \
-        --exclude='__pycache__' --exclude='.*_cache' . |
-        timeout 1200 docker build -f deploy/compose/Dockerfile \
-            --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg INSTALL_FROM=wheels \
-            -t "$GATEWAY_IMAGE" - >"$WORK/build.log" 2>&1 ||
+    build_from_tar() {
+        tar -C "$ROOT" -c \
+            --exclude=./.git --exclude=./.venv --exclude=./.lab --exclude=./.notes \
+            --exclude=./certs/lab --exclude=./build --exclude=./dist --exclude='*.egg-info' \
+            --exclude='__pycache__' --exclude='.*_cache' . |
+            timeout 1200 docker build -f deploy/compose/Dockerfile \
+                --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg INSTALL_FROM=wheels \
+                -t "$GATEWAY_IMAGE" -
+    }
+    with_progress "docker build" "$WORK/build.log" build_from_tar ||
         { tail -40 "$WORK/build.log"; fail "docker build failed"; }
     local steps cached
     steps="$(grep -c '^Step ' "$WORK/build.log" || true)"
@@ -328,6 +406,7 @@ wait_ready() {
     local want deadline=$((SECONDS + READY_TIMEOUT)) states healthy bad
     want="$(expected_containers)"
     log "waiting up to ${READY_TIMEOUT}s for $want containers (certs one-shot included)"
+    tick_start
     while :; do
         states="$(container_states)"
         # The one-shot certs service must exit 0; every other container must be running.
@@ -346,7 +425,8 @@ wait_ready() {
         if ((SECONDS >= deadline)); then
             fail "only $healthy of $want containers healthy after ${READY_TIMEOUT}s"
         fi
-        sleep 2
+        tick "$healthy of $want containers healthy"
+        sleep 1
     done
 }
 
@@ -358,11 +438,13 @@ retry() {
     local limit=$1 what=$2 deadline
     shift 2
     deadline=$((SECONDS + limit))
+    tick_start
     until "$@" >"$WORK/last.out" 2>&1; do
         if ((SECONDS >= deadline)); then
             indent <"$WORK/last.out" | tail -20
             fail "$what (not within ${limit}s)"
         fi
+        tick "not yet, retrying up to ${limit}s: $what"
         sleep 1
     done
     passed "$what"
@@ -460,8 +542,9 @@ scale_up() {
     before="$(compose ps -q "$SCALE_SERVICE")"
     [[ "$(wc -w <<<"$before")" -eq 2 ]] || fail "$SCALE_SERVICE has $before containers, expected 2"
     log "scaling $SCALE_SERVICE from 2 to 3 replicas"
-    compose up -d --no-deps --no-recreate --no-build --scale "$SCALE_SERVICE=3" \
-        "$SCALE_SERVICE" >"$WORK/scale.log" 2>&1 || { cat "$WORK/scale.log"; fail "scale failed"; }
+    with_progress "scaling $SCALE_SERVICE" "$WORK/scale.log" \
+        compose up -d --no-deps --no-recreate --no-build --scale "$SCALE_SERVICE=3" \
+        "$SCALE_SERVICE" || { cat "$WORK/scale.log"; fail "scale failed"; }
     SCALED_AT=$SECONDS
     for id in $(compose ps -q "$SCALE_SERVICE"); do
         grep -q "$id" <<<"$before" || NEW_ID="$id"
@@ -479,10 +562,11 @@ new_pod_answers() {
 }
 
 show_dns() {
-    compose exec -T "tier2-$SCALE_CLUSTER" python -c 'import sys, dns.resolver
+    # A diagnostic only: bounded to 30 s, and its failure is printed, not fatal.
+    COMPOSE_TIMEOUT=30 compose exec -T "tier2-$SCALE_CLUSTER" python -c 'import sys, dns.resolver
 answer = dns.resolver.resolve(sys.argv[1], "A")
 print(f"{sys.argv[1]}: {len(answer)} addresses, TTL {answer.rrset.ttl}s")' \
-        "helloworld-v1.$SCALE_CLUSTER.lab"
+        "helloworld-v1.$SCALE_CLUSTER.lab" </dev/null 2>&1 || echo "no answer (exit $?)"
 }
 
 await_new_pod() {
@@ -490,12 +574,15 @@ await_new_pod() {
     log "Docker DNS as seen by tier2-$SCALE_CLUSTER: $(show_dns)"
     log "waiting up to ${DNS_TIMEOUT}s for tier2-$SCALE_CLUSTER to re-resolve and use $NEW_POD"
     local deadline=$((SCALED_AT + DNS_TIMEOUT))
+    tick_start
     until new_pod_answers >"$WORK/last.out" 2>&1; do
         ((SECONDS < deadline)) || {
             cat "$WORK/last.out"
             fail "new pod $NEW_POD got no traffic within ${DNS_TIMEOUT}s of scaling"
         }
-        sleep 3
+        tick "$NEW_POD not answering yet ($((SECONDS - SCALED_AT))s after scaling," \
+            "bound ${DNS_TIMEOUT}s)"
+        sleep 1
     done
     passed "scaled $SCALE_SERVICE 2 -> 3: new pod $NEW_POD answers /hello through Tier-1" \
         "$((SECONDS - SCALED_AT))s after scaling"
@@ -525,11 +612,13 @@ main() {
     build_image
     log "images ready in $((SECONDS - t))s"
 
-    compose down -v --remove-orphans >/dev/null 2>&1 || true
+    with_progress "removing a previous run's lab" "$WORK/down-before.log" \
+        compose down -v --remove-orphans || true
     LAB_UP=1
     log "docker compose up -d (ports: Tier-1 $LAB_HTTP_PORT/$LAB_HTTPS_PORT, admin $LAB_ADMIN_PORT)"
     t=$SECONDS
-    compose up -d --no-build >"$WORK/up.log" 2>&1 || { tail -30 "$WORK/up.log"; fail "up failed"; }
+    with_progress "up -d" "$WORK/up.log" compose up -d --no-build ||
+        { tail -30 "$WORK/up.log"; fail "up failed"; }
     wait_ready
     log "lab ready in $((SECONDS - t))s"
 

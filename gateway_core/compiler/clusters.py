@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from gateway_core.compiler.index import ConfigIndex
 from gateway_core.compiler.locality import apply_distribute, assign_priorities
 from gateway_core.compiler.policies import (
+    EffectivePolicy,
     effective_policy,
     translate_health_check,
     translate_lb,
@@ -30,6 +31,7 @@ from gateway_core.config.destination_rule import (
     ClientTLSSettings,
     ConnectionPoolSettings,
     LocalityLoadBalancerSetting,
+    Subset,
 )
 from gateway_core.config.extensions import DestinationPolicySpec
 from gateway_core.config.hosts import fqdn, is_ip
@@ -73,6 +75,13 @@ class ClusterCollector:
         self.wanted.setdefault(key, (full, port, subset))
         return key, full, port
 
+    def consistent_hash(self, key: str) -> bool:
+        """Whether cluster ``key`` balances by consistent hash (its DestinationRule's
+        ``consistentHash``, with subset and port-level settings applied)."""
+        host, port, subset = self.wanted[key]
+        lb = _traffic_policy(host, port, subset, self.index)[0].load_balancer
+        return lb is not None and lb.consistent_hash is not None
+
     def _default_port(self, host: str) -> int:
         se = self.index.service(host)
         if se is not None and len(se.spec.ports) == 1:
@@ -86,9 +95,10 @@ class ClusterCollector:
         }
 
 
-def build_cluster(
-    key: str, host: str, port: int, subset: str | None, index: ConfigIndex, node: NodeInfo
-) -> ClusterSpec:
+def _traffic_policy(
+    host: str, port: int, subset: str | None, index: ConfigIndex
+) -> tuple[EffectivePolicy, Subset | None]:
+    """The DestinationRule policy in effect for (host, port, subset), and the subset."""
     dr = index.destination_rule(host)
     subset_spec = None
     if dr is not None and subset:
@@ -98,6 +108,13 @@ def build_cluster(
         subset_spec.traffic_policy if subset_spec else None,
         port,
     )
+    return policy, subset_spec
+
+
+def build_cluster(
+    key: str, host: str, port: int, subset: str | None, index: ConfigIndex, node: NodeInfo
+) -> ClusterSpec:
+    policy, subset_spec = _traffic_policy(host, port, subset, index)
     labels = subset_spec.labels if subset_spec else {}
     discovery, endpoints = _endpoints(host, port, labels, index)
     outlier = translate_outlier(policy.outlier_detection)

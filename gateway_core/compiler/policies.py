@@ -1,6 +1,8 @@
 """Control path: DestinationRule traffic policy → the snapshot's policy records.
 
-Defaults follow Istio's translation to Envoy (istio-semantics.md §1.7, §3): LEAST_REQUEST when
+Defaults follow Istio's translation to Envoy (Istio's DestinationRule reference, and
+``defaultLBAlgorithm``, ``getDefaultCircuitBreakerThresholds`` and ``applyOutlierDetection`` in
+istio/istio ``pilot/pkg/networking/core/cluster_traffic_policy.go``): LEAST_REQUEST when
 ``simple`` is unset; every circuit breaker at 2^32-1; outlier detection with Envoy's defaults
 for unset fields and panic threshold = ``minHealthPercent`` (0 = no panic).
 """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import re
 
 from gateway_core.compiler.clusters import ClusterCollector
@@ -17,7 +18,6 @@ from gateway_core.config.virtual_service import (
     HeaderOperations,
     HTTPFaultInjection,
     HTTPMatchRequest,
-    HTTPRetry,
     HTTPRoute,
     VirtualServiceSpec,
 )
@@ -80,7 +80,7 @@ def translate_http_route(
         response_headers=response_ops,
         rewrite=rewrite,
         timeout=rule.timeout if rule.timeout else None,
-        retries=_retries(rule.retries),
+        retries=_retries(rule, action, clusters),
         fault=_fault(rule.fault),
         mirrors=_mirrors(rule, vs, index, clusters),
         cors=_cors(rule.cors_policy),
@@ -234,27 +234,44 @@ def _rewrite(rule: HTTPRoute, request_ops: HeaderOps | None) -> RewriteSpec | No
     )
 
 
-def _retries(retry: HTTPRetry | None) -> RetrySpec:
+def _retries(rule: HTTPRoute, action: Action, clusters: ClusterCollector) -> RetrySpec:
+    """Istio's ``retry.ConvertPolicy`` (1.24 and later): the default policy, then the fields
+    the block sets. The ``previous_hosts`` predicate is on, except by default for a route whose
+    single destination balances by consistent hash; ``retryIgnorePreviousHosts`` overrides."""
+    single_hash = (
+        isinstance(action, RouteAction)
+        and len(rule.route) == 1
+        and clusters.consistent_hash(action.clusters[0].cluster)
+    )
+    retry = rule.retries
     if retry is None:
-        return DEFAULT_RETRY
+        return (
+            dataclasses.replace(DEFAULT_RETRY, previous_hosts=False)
+            if single_hash
+            else DEFAULT_RETRY
+        )
     if retry.attempts == 0:
         return RetrySpec(attempts=0)
-    policies: set[str] = set()
-    codes: set[int] = set()
-    for item in (retry.retry_on or ",".join(sorted(DEFAULT_RETRY.retry_on))).split(","):
-        item = item.strip()
-        if item.isdigit():
-            codes.add(int(item))
-            policies.add("retriable-status-codes")
-        elif item:
-            policies.add(item)
+    policies, codes = DEFAULT_RETRY.retry_on, DEFAULT_RETRY.retriable_status_codes
+    if retry.retry_on:
+        names: set[str] = set()
+        numbers: set[int] = set()
+        for item in (part.strip() for part in retry.retry_on.split(",")):
+            if item.isdigit():
+                numbers.add(int(item))
+                names.add("retriable-status-codes")
+            elif item:
+                names.add(item)
+        # Only the codes listed: ``retriable-status-codes`` alone retries nothing (Envoy).
+        policies, codes = frozenset(names), frozenset(numbers)
+    previous = retry.retry_ignore_previous_hosts
     return RetrySpec(
         attempts=retry.attempts,
         per_try_timeout=retry.per_try_timeout,
-        retry_on=frozenset(policies),
-        # Only the codes listed: ``retriable-status-codes`` alone retries nothing (Envoy).
-        retriable_status_codes=frozenset(codes),
+        retry_on=policies,
+        retriable_status_codes=codes,
         backoff=retry.backoff or DEFAULT_RETRY.backoff,
+        previous_hosts=(not single_hash) if previous is None else previous,
     )
 
 

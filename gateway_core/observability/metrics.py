@@ -8,6 +8,7 @@ words and Prometheus conventions; every series carries ``tier``.
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -72,8 +73,11 @@ class ClusterSample:
 
 
 class GatewayMetrics:
-    def __init__(self, registry: CollectorRegistry, tier: str) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, tier: str, wall_clock: Callable[[], float] = time.time
+    ) -> None:
         self.tier = tier
+        self.wall_clock = wall_clock
         self.downstream_rq: dict[str, int] = {"1xx": 0, "2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0}
         self.downstream_rq_time = Histogram()
         self.local_replies: dict[str, int] = {}
@@ -82,6 +86,8 @@ class GatewayMetrics:
         self.config_version = ""
         self.config_last_error = ""
         self.tls_reloads: dict[str, int] = {"success": 0, "rejected": 0}
+        # (listener, server, certificate file, notAfter as a Unix time) per served certificate.
+        self.tls_certificates: Callable[[], Iterable[tuple[str, str, str, float]]] = lambda: ()
         self.clusters_source: Callable[[], Iterable[ClusterSample]] = lambda: ()
         self.downstream_cx_active: Callable[[], int] = lambda: 0
         self.draining: Callable[[], bool] = lambda: False
@@ -185,6 +191,15 @@ class _Collector(Collector):
         for result, value in m.tls_reloads.items():
             tls.add_metric([tier, result], value)
         yield tls
+        expiry = GaugeMetricFamily(
+            "gateway_tls_certificate_expiry_seconds",
+            "Seconds until a served certificate's notAfter (negative once expired)",
+            labels=["tier", "listener", "server", "cert_file"],
+        )
+        now = m.wall_clock()
+        for listener, server, cert_file, not_after in m.tls_certificates():
+            expiry.add_metric([tier, listener, server, cert_file], not_after - now)
+        yield expiry
         drain = GaugeMetricFamily("gateway_draining", "1 while the gateway drains", labels=["tier"])
         drain.add_metric([tier], 1 if m.draining() else 0)
         yield drain

@@ -24,7 +24,7 @@ from gateway_core.proxy.flags import ResponseFlag
 from gateway_core.proxy.headers import new_request_id
 from gateway_core.proxy.local_reply import DEFAULT_BODIES, route_answer
 from gateway_core.proxy.mirror import send_mirrors
-from gateway_core.proxy.retry import IDEMPOTENT, RetryState, retriable_status
+from gateway_core.proxy.retry import IDEMPOTENT, RetryState, retriable_response
 from gateway_core.proxy.targets import choose_host, choose_target
 from gateway_core.proxy.upstream_request import BUFFER_HIGH, FAILURES, UpstreamRequest
 from gateway_core.routing.actions import DEFAULT_RETRY, HeaderList, RouteAction, WeightedCluster
@@ -33,7 +33,6 @@ from gateway_core.routing.request import RequestHead
 from gateway_core.routing.route_table import RouteEntry
 from gateway_core.snapshot import UpstreamProtocol
 from gateway_core.upstream.host import Host
-from gateway_core.upstream.lb import NO_CONTEXT, LbContext
 from gateway_core.upstream.outlier import LocalOrigin
 from gateway_core.upstream.pool import Overflow
 
@@ -221,11 +220,7 @@ class Exchange:
             key, self.hash_cookie = cluster.hash_key(
                 req, lambda: down.origin_ip(req), down.peer_address, down.local_address
             )
-        tried = retry.tried
-        if key is None and not tried:
-            ctx = NO_CONTEXT if retry.attempts == 1 else LbContext(None, retry.attempts - 1)
-        else:
-            ctx = LbContext(key, retry.attempts - 1, tried)
+        ctx = retry.lb_context(key)
         if cluster.spec.sticky is None:
             host, cookie = cluster.choose_host(ctx), None
         else:
@@ -236,7 +231,7 @@ class Exchange:
         self.host = host
         if cookie:
             self.sticky_cookie = cookie
-        retry.tried = tried | {host.key}
+        retry.tried = retry.tried | {host.key}
         pool = cluster.pool_for(host, self.authority, self.h2_up)
         if retry.held:
             ureq = UpstreamRequest(self, host, pool, *retry.take_held())
@@ -299,10 +294,8 @@ class Exchange:
             ureq.abandon()
             self.attempt_failed(ureq, "protocol-error")
             return
-        if (
-            status >= 500
-            and retriable_status(self.retry.policy, status)
-            and self._may_retry("status", sent=True)
+        if retriable_response(self.retry.policy, status, headers) and self._may_retry(
+            "status", sent=True
         ):
             return  # the response is drained, then ``attempt_complete`` retries
         self.status = status

@@ -4,6 +4,8 @@ Connect failures are always safe to retry (nothing reached the upstream). After 
 sent, only idempotent methods whose body is still in memory are retried (RFC 9110 §9.2.2): this
 is stricter than Envoy, which would also retry a POST on a retriable status. Retries wait a
 jittered exponential back-off (Envoy: random in ``[0, base·2ⁿ)``, capped at ten times the base).
+A response head asks for a retry by its status or, for the gRPC conditions, by a ``grpc-status``
+in the head itself (a trailers-only gRPC response), as Envoy reads it.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from gateway_core.routing.actions import DEFAULT_RETRY, RetrySpec
+from gateway_core.routing.actions import DEFAULT_RETRY, HeaderList, RetrySpec
 from gateway_core.routing.route_table import RouteEntry
 from gateway_core.upstream.host import HostKey
+from gateway_core.upstream.lb import NO_CONTEXT, LbContext
 from gateway_core.upstream.resources import Resource
 
 if TYPE_CHECKING:
@@ -38,6 +41,19 @@ def retriable_status(retry: RetrySpec, status: int) -> bool:
         or (status >= 500 and "5xx" in on)
         or (status in (502, 503, 504) and "gateway-error" in on)
     )
+
+
+def retriable_response(retry: RetrySpec, status: int, headers: HeaderList) -> bool:
+    """Whether a response head is retriable: by its status (``retriable_status``), or by its
+    ``grpc-status`` when ``retry_on`` names that gRPC condition (``unavailable`` is 14,
+    ``cancelled`` 1, ...). A gRPC error without a body (trailers-only) carries it in the head."""
+    if retriable_status(retry, status):
+        return True
+    if retry.grpc_statuses:
+        for name, value in headers:
+            if name == b"grpc-status":
+                return value.strip().isdigit() and int(value) in retry.grpc_statuses
+    return False
 
 
 def failure_retriable(retry: RetrySpec, kind: str) -> bool:
@@ -114,6 +130,18 @@ class RetryState:
         self.replay = [] if buffered else None
         self.held = []
         self.timer = self._budget = None
+
+    def lb_context(self, hash_key: int | None) -> LbContext:
+        """Host selection input for the attempt being made. With Envoy's ``previous_hosts``
+        predicate a retry avoids the hosts already tried (a hashing balancer moves on past
+        them); without it (Istio's default for a single consistent-hash destination) every
+        attempt selects as the first one did."""
+        if not self.policy.previous_hosts:
+            return NO_CONTEXT if hash_key is None else LbContext(hash_key)
+        tried = self.tried
+        if hash_key is None and not tried:
+            return NO_CONTEXT if self.attempts == 1 else LbContext(None, self.attempts - 1)
+        return LbContext(hash_key, self.attempts - 1, tried)
 
     def keep(self, data: bytes) -> None:
         if self.replay is not None:

@@ -102,15 +102,38 @@ class RewriteSpec:
     authority: bytes | None = None
 
 
+# Envoy's ``x-envoy-retry-grpc-on`` conditions: the ``grpc-status`` each one retries.
+GRPC_RETRY_ON = {
+    "cancelled": 1,
+    "deadline-exceeded": 4,
+    "resource-exhausted": 8,
+    "internal": 13,
+    "unavailable": 14,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class RetrySpec:
+    """Envoy's route retry policy as Istio (1.24 and later) translates ``HTTPRetry``. The
+    defaults are Istio's policy for a route without ``retries``: 2 retries on connect failures,
+    refused streams and gRPC ``unavailable``/``cancelled``, no status code (503 is not retried
+    since Istio 1.24), no per-try timeout, 25 ms back-off, avoiding hosts already tried."""
+
     attempts: int = 2
     per_try_timeout: float | None = None
     retry_on: frozenset[str] = frozenset(
         {"connect-failure", "refused-stream", "unavailable", "cancelled", "retriable-status-codes"}
     )
-    retriable_status_codes: frozenset[int] = frozenset({503})
+    retriable_status_codes: frozenset[int] = frozenset()
     backoff: float = 0.025
+    previous_hosts: bool = True
+    """Envoy's ``previous_hosts`` retry predicate: a retry avoids the hosts already tried."""
+    grpc_statuses: frozenset[int] = field(init=False)
+    """The ``grpc-status`` values ``retry_on`` retries (derived)."""
+
+    def __post_init__(self) -> None:
+        statuses = frozenset(GRPC_RETRY_ON[c] for c in self.retry_on if c in GRPC_RETRY_ON)
+        object.__setattr__(self, "grpc_statuses", statuses)
 
 
 DEFAULT_RETRY = RetrySpec()

@@ -8,12 +8,16 @@
 ``GET /explain?url=..``   explain a request against the active snapshot (``&header=Name:value``)
 ``POST /reload``          reload configuration now (same as SIGHUP)
 ``POST /drain``           start a graceful drain (same as SIGTERM)
+
+The JSON answers are one line; ``?pretty`` (or ``pretty=1``/``true``) indents them for a reader.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -50,6 +54,17 @@ def build_admin_app(
     return app
 
 
+def _json(request: web.Request, body: Any) -> web.Response:
+    """``body`` as JSON: one line, or indented when the query asks for ``pretty``."""
+    if request.query.get("pretty", "0").lower() in ("", "1", "true"):
+        return web.json_response(body, dumps=_indented)
+    return web.json_response(body)
+
+
+def _indented(body: Any) -> str:
+    return json.dumps(body, indent=2) + "\n"
+
+
 async def _ready(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     if runtime.draining:
@@ -67,13 +82,13 @@ async def _config_dump(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     body = snapshot_dump(runtime.snapshot)
     body["last_reload_error"] = runtime.last_error or None
-    return web.json_response(body)
+    return _json(request, body)
 
 
 async def _clusters(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
-    return web.json_response(
-        {key: cluster_state_dump(c) for key, c in sorted(runtime.clusters.items())}
+    return _json(
+        request, {key: cluster_state_dump(c) for key, c in sorted(runtime.clusters.items())}
     )
 
 
@@ -103,7 +118,7 @@ async def _explain(request: web.Request) -> web.Response:
         for d in result["destinations"]
         if d["cluster"] in runtime.clusters
     }
-    return web.json_response(result)
+    return _json(request, result)
 
 
 async def _reload(request: web.Request) -> web.Response:

@@ -68,6 +68,7 @@ class Gateway:
         )
         self.listeners = ListenerSet(self.runtime)
         self.runtime.listeners = self.listeners
+        self.metrics.tls_certificates = self.listeners.certificate_expiry
         self._reload_lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._drain_task: asyncio.Task[None] | None = None
@@ -166,7 +167,8 @@ class Gateway:
     async def _watch_certificates(self) -> None:
         while True:
             await asyncio.sleep(self.settings.watch_interval)
-            _, errors = self.listeners.reload_certificates()
+            reloaded, errors = self.listeners.reload_certificates()
+            self.metrics.tls_reloads["success"] += reloaded
             # Upstream client contexts are rebuilt here, never by a connection being opened.
             errors += self.tls_store.refresh()
             for err in errors:

@@ -92,7 +92,10 @@ def route_dump(entry: RouteEntry) -> dict[str, Any]:
         out["retries"] = {
             "attempts": entry.retries.attempts,
             "retry_on": sorted(entry.retries.retry_on),
+            "retriable_status_codes": sorted(entry.retries.retriable_status_codes),
             "per_try_timeout": entry.retries.per_try_timeout,
+            "backoff": entry.retries.backoff,
+            "previous_hosts": entry.retries.previous_hosts,
         }
     if entry.fault is not None:
         out["fault"] = {

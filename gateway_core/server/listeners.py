@@ -115,11 +115,22 @@ class ListenerSet:
                 listener.server.close()
 
     def reload_certificates(self) -> tuple[int, list[str]]:
-        """Re-read changed certificate files; returns (listeners checked, errors)."""
+        """Re-read changed certificate files; returns (server contexts rebuilt, errors)."""
         errors: list[str] = []
-        count = 0
+        reloaded = 0
         for listener in self.listeners.values():
             if listener.tls is not None:
-                count += 1
-                errors.extend(listener.tls.reload_if_changed())
-        return count, errors
+                result = listener.tls.reload_if_changed()
+                reloaded += len(result.reloaded)
+                errors.extend(result.errors)
+        return reloaded, errors
+
+    def certificate_expiry(self) -> list[tuple[str, str, str, float]]:
+        """(listener, server, certificate file, notAfter as a Unix time) of every served
+        certificate, as loaded by the TLS stores (no file is read here)."""
+        return [
+            (listener.spec.name, server, cert.cert_file, cert.not_after.timestamp())
+            for listener in self.listeners.values()
+            if listener.tls is not None
+            for server, cert in sorted(listener.tls.certificate_expiry().items())
+        ]

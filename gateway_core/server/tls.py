@@ -99,6 +99,23 @@ def _harden(ctx: ssl.SSLContext, ciphers: Sequence[str], ecdh_curve: str | None)
 
 
 @dataclass(frozen=True, slots=True)
+class ServedCertificate:
+    """A server's certificate file and when it expires."""
+
+    cert_file: str
+    not_after: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateReload:
+    """One ``reload_if_changed``: the servers rebuilt from changed files, and the errors of
+    those whose new files did not load (their previous certificate keeps serving)."""
+
+    reloaded: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class _Entry:
     """One server's context plus what the listener and ``admit`` need to know about it."""
 
@@ -114,6 +131,11 @@ class _Entry:
     def mode(self) -> ServerTlsMode:
         assert self.spec.tls is not None
         return self.spec.tls.mode
+
+    @property
+    def cert_file(self) -> str:
+        assert self.spec.tls is not None
+        return self.spec.tls.cert_file
 
 
 def _client_auth(spec: ServerSpec) -> tuple[str, str | None, tuple[str, ...]]:
@@ -312,11 +334,14 @@ class ServerTlsStore:
             return f"server {name}: client certificate matches none of {list(sans)}"
         return None
 
-    def certificate_expiry(self) -> dict[str, dt.datetime]:
-        """``notAfter`` of each server's served certificate (for an expiry metric)."""
-        return {name: e.not_after for name, e in self._entries.items()}
+    def certificate_expiry(self) -> dict[str, ServedCertificate]:
+        """Each server's served certificate file and its ``notAfter``, as read when it was
+        loaded (for the expiry metric; nothing is read from disk here)."""
+        return {
+            name: ServedCertificate(e.cert_file, e.not_after) for name, e in self._entries.items()
+        }
 
-    def reload_if_changed(self) -> list[str]:
+    def reload_if_changed(self) -> CertificateReload:
         """Rebuild servers whose files changed; new handshakes use the new context. A file that
         fails to load leaves the old context serving; each bad version is reported once."""
         errors: list[str] = []
@@ -337,4 +362,4 @@ class ServerTlsStore:
             _log.info("server %s: reloaded TLS material", name)
         if changed:
             self._install({**self._entries, **changed})
-        return errors
+        return CertificateReload(tuple(changed), tuple(errors))

@@ -1,7 +1,10 @@
 """Shared: start-up checks for the runtime the data path depends on.
 
-aiohttp's pure-Python HTTP parser hangs on some overflow inputs (robustness.md §0.2), so the
-gateway refuses to run without aiohttp's C parser; the data path itself needs httptools (llhttp).
+aiohttp's pure-Python HTTP parser (used when its C extension is missing) takes
+``Content-Length: 99999999999999999999`` or the chunk size ``FFFFFFFFFFFFFFFF0`` for a huge length
+and waits for a body that never comes, where the C parser answers 400 (RFC 9110 §8.6 and RFC 9112
+§7.1 require recipients to guard against such overflows). So the gateway refuses to run without
+aiohttp's C parser; the data path itself needs httptools (llhttp).
 ``python -m gateway_core.utils.preflight`` runs the same checks (the test command calls it).
 """
 

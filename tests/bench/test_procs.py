@@ -48,12 +48,25 @@ def test_stop_all_ends_the_whole_session(tmp_path: Path) -> None:
     proc = procs.start("forker", [sys.executable, "-c", FORKING])
     tree = _wait_for_children(proc.pid)
     assert tree[0] == proc.pid
+    # The fork can show before the parent prints: wait (bounded) for the line it must log.
+    wait_until(lambda: "up" in proc.log_tail(), proc, timeout=10, what="the 'up' line")
     procs.stop_all(grace=5.0)
     assert not proc.alive()
-    for pid in tree:
-        assert not Path(f"/proc/{pid}").exists() or _is_zombie(pid)
+    # A signalled process dies asynchronously: wait (bounded) until each one is gone or a zombie.
+    lingering = _wait_until_ended(tree, timeout=10.0)
+    assert not lingering, f"still running 10 s after stop_all: {lingering}"
     assert "up" in proc.log_tail()
     procs.stop_all()
+
+
+def _wait_until_ended(pids: list[int], timeout: float) -> list[int]:
+    """The pids still running (present in /proc and not a zombie) when ``timeout`` runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        running = [pid for pid in pids if Path(f"/proc/{pid}").exists() and not _is_zombie(pid)]
+        if not running or time.monotonic() >= deadline:
+            return running
+        time.sleep(0.02)
 
 
 def _is_zombie(pid: int) -> bool:

@@ -121,7 +121,12 @@ def test_every_topology_pod_entry_is_a_service(
             assert single(command, "--locality") == spec["locality"]
             assert single(command, "--listen") == f"0.0.0.0:{pod['port']}"
             assert pod["dns"] in networks(svc)[cluster], f"{name} lacks alias {pod['dns']}"
-            assert svc["environment"]["HEALTH_URL"] == f"http://127.0.0.1:{pod['port']}/healthz"
+            health = (
+                f"grpc://127.0.0.1:{pod['port']}"
+                if pod["role"] == "grpc"
+                else f"http://127.0.0.1:{pod['port']}/healthz"
+            )
+            assert svc["environment"]["HEALTH_URL"] == health
     pod_services = {n for n, s in services.items() if s["command"][0] == "pod"}
     assert pod_services == expected
 

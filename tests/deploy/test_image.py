@@ -8,8 +8,10 @@ and Kubernetes rely on (build argument, offline mode, non-root user, health chec
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import re
+import select
 import shutil
 import socket
 import subprocess
@@ -181,6 +183,45 @@ def test_healthcheck_passes_on_200_and_fails_otherwise(
         sock.bind(("127.0.0.1", 0))
         closed = sock.getsockname()[1]
     assert check(f"http://127.0.0.1:{closed}/ready") != 0
+
+
+@pytest.fixture
+def grpc_pod() -> Iterator[int]:
+    """A real gRPC demo pod (``pod --role grpc``) on 127.0.0.1; yields its port."""
+    argv = [sys.executable, "-m", "gateway_lab.demo_pod", "--role", "grpc"]
+    argv += ["--listen", "127.0.0.1:0", "--cluster", "c1", "--pod", "grpc-0", "--version", "v1"]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout is not None
+            ready, _, _ = select.select([proc.stdout], [], [], 30)
+            assert ready, "the gRPC pod printed nothing within 30 s"
+            yield int(json.loads(proc.stdout.readline())["listening"]["port"])
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+def test_healthcheck_asks_grpc_health_for_grpc_urls(grpc_pod: int) -> None:
+    """grpc://HOST:PORT is healthy when grpc.health.v1 answers SERVING, not when nothing listens."""
+    path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"
+
+    def check(url: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["/bin/sh", str(HEALTHCHECK)],
+            env={"PATH": path, "HEALTH_URL": url},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    serving = check(f"grpc://127.0.0.1:{grpc_pod}")
+    assert (serving.returncode, serving.stdout) == (0, "SERVING\n"), serving.stderr
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    refused = check(f"grpc://127.0.0.1:{closed}")
+    assert refused.returncode == 1
+    assert "health check failed: UNAVAILABLE" in refused.stderr
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:

@@ -32,6 +32,7 @@ from gateway_core.config.resources import Resources
 from gateway_core.config.validation import validate_resources
 from gateway_core.proxy import sticky
 from gateway_core.proxy.local_reply import redirect_location
+from gateway_core.proxy.messages import upstream_target
 from gateway_core.proxy.retry import IDEMPOTENT, backoff, failure_retriable
 from gateway_core.proxy.targets import choose_target
 from gateway_core.routing.actions import DEFAULT_RETRY, RedirectAction, RetrySpec, RouteAction
@@ -271,11 +272,55 @@ def test_credential_name_paths() -> None:
     documented(CONFIG_REF, f"`{cred}/tls.crt`")
 
 
+SHOP = """
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: shop}
+spec:
+  servers: [{port: {number: 8080, name: http, protocol: HTTP}, hosts: [shop.example.com]}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: rx, namespace: shop}
+spec:
+  hosts: [shop.example.com]
+  gateways: [gw]
+  http:
+"""
+REWRITE = (
+    SHOP
+    + """\
+  - rewrite: {uriRegexRewrite: {match: '%s', rewrite: '%s'}}
+    route: [{destination: {host: a}}]
+"""
+)
+
+
+def test_uri_regex_rewrite_examples() -> None:
+    """Both uriRegexRewrite examples of the rewrite table, compiled and applied by the gateway."""
+    (row,) = [r for r in table(CONFIG_REF, "| Field | Behaviour |") if r[0] == "`uriRegexRewrite`"]
+    fixed = re.search(r"`([^`]+)` → `([^`]+)` turns `([^`]+)` into `([^`]+)`", row[1])
+    istio = re.search(r"example `([^`]+)` gives `([^`]+)`", row[1])
+    assert fixed is not None and istio is not None, row[1]
+    pattern, rewrite, path, output = fixed.groups()
+    examples = [(rewrite, output), istio.groups()]
+    for substitution, expected in examples:
+        snapshot = compile_snapshot(resources(REWRITE % (pattern, substitution)), NodeInfo())
+        host = b"shop.example.com"
+        req = RequestHead(b"GET", path.encode(), b"", host, b"http", 8080, [(b"host", host)])
+        entry, match = snapshot.route_tables["http.8080"].route_entry(req)
+        assert entry is not None
+        assert upstream_target(req, entry, match).decode() == expected, substitution
+
+
 def test_retry_defaults_backoff_and_idempotent_methods() -> None:
-    """Default retries, the back-off ceiling, the idempotent set, and 5xx without connects."""
-    assert (DEFAULT_RETRY.attempts, DEFAULT_RETRY.retriable_status_codes) == (2, frozenset({503}))
+    """Default retries (Istio 1.24+: no status code), the back-off ceiling, the idempotent set,
+    and which policies cover connect failures and resets."""
+    assert (DEFAULT_RETRY.attempts, DEFAULT_RETRY.retriable_status_codes) == (2, frozenset())
+    assert (DEFAULT_RETRY.per_try_timeout, DEFAULT_RETRY.previous_hosts) == (None, True)
     default_on = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
     assert DEFAULT_RETRY.retry_on == set(default_on.split(","))
+    documented(CONFIG_REF, "so a 503 is not retried", "default lists none since 1.24")
     rng = random.Random(3)
     for n, ceiling in ((0, 0.025), (1, 0.05), (3, 0.2), (4, 0.25), (9, 0.25)):
         assert all(0 <= backoff(DEFAULT_RETRY, n, rng) < ceiling for _ in range(200))
@@ -285,6 +330,17 @@ def test_retry_defaults_backoff_and_idempotent_methods() -> None:
     assert failure_retriable(RetrySpec(retry_on=frozenset({"gateway-error"})), "reset")
     documented(CONFIG_REF, f"`{default_on}`", "| `backoff` | yes | 25 ms |", "capped at `10")
     documented(CONFIG_REF, "(`GET`, `HEAD`, `OPTIONS`, `TRACE`, `PUT`, `DELETE`)")
+
+
+def test_istio_123_retry_snippet_restores_the_503_default() -> None:
+    """The documented block gives back Istio 1.23's default: its conditions plus status 503."""
+    found = re.search(r"`(retries: \{attempts: 2, retryOn: [^`]+)`", CONFIG_REF)
+    assert found is not None
+    rule = f"  - {{{found.group(1)}, route: [{{destination: {{host: a}}}}]}}\n"
+    snapshot = compile_snapshot(resources(SHOP + rule), NodeInfo())
+    (entry,) = snapshot.route_tables["http.8080"].virtual_hosts[0].routes
+    assert entry.retries == RetrySpec(retriable_status_codes=frozenset({503}))
+    assert entry.retries.retry_on == DEFAULT_RETRY.retry_on
 
 
 # -- load-balancing.md: settings and algorithms -------------------------------------------------

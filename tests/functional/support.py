@@ -14,7 +14,10 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tests.helpers import GatewayHarness
 
 
 class _Fields:
@@ -269,6 +272,13 @@ async def capture_upstream(
         yield up
     finally:
         await up.close()
+
+
+def access_lines(harness: GatewayHarness) -> list[dict[str, Any]]:
+    """The access log lines a gateway wrote to its ``access_log`` file, flushed first."""
+    harness.gateway.runtime.access_log.flush()
+    path = Path(harness.settings.access_log)
+    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def service_entry(

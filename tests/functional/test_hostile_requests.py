@@ -1,4 +1,11 @@
-"""Functional: the 47 hostile HTTP/1.1 requests of robustness.md §2 against a strict gateway.
+"""Functional: 47 hostile HTTP/1.1 requests (P01-P47) against a strict gateway.
+
+They cover request smuggling through framing (Content-Length with Transfer-Encoding, bad or
+duplicate lengths and chunk sizes: RFC 9112 §6.1, §6.3, §7.1; RFC 9110 §8.6), field syntax (CR,
+LF or NUL in values, obs-fold, whitespace before the colon: RFC 9110 §5.5, RFC 9112 §2.2, §5.1,
+§5.2), Host and request-target rules (RFC 9112 §3, §3.2), size limits (414, and 431 of RFC 6585
+§5), pipelining (RFC 9112 §9.3.2), hop-by-hop fields and trailers (RFC 9110 §7.6.1, §6.5), the
+h2c upgrade (RFC 9113 §3.1) and dot-segments (RFC 3986 §5.2.4, §6.2.2).
 
 Each request goes on a fresh connection as the exact bytes of the corpus. The gateway either
 rejects it (the status of the "correct strict behaviour" column, and a close where framing is
@@ -275,14 +282,14 @@ RULES = """\
 
 
 def test_corpus_is_complete() -> None:
-    """All 47 requests of robustness.md §2 are covered."""
+    """All 47 requests, P01 to P47, are in the corpus."""
     assert sorted(CORPUS) == [f"P{i:02d}" for i in range(1, 48)]
 
 
 @pytest.mark.parametrize("case_id", sorted(CORPUS))
 async def test_hostile_request(gateway: Callable[..., Any], case_id: str) -> None:
     """Each hostile request is rejected with the strict status (and a close when framing is
-    broken) or forwarded canonically, as robustness.md §2 requires."""
+    broken) or forwarded canonically, as the RFC sections in the module docstring require."""
     case = CORPUS[case_id]
     async with capture_upstream() as up:
         port = free_port()

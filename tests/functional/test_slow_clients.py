@@ -1,4 +1,9 @@
-"""Functional: deadlines that protect the gateway from slow or idle clients (robustness.md §3)."""
+"""Functional: deadlines that protect the gateway from slow or idle clients.
+
+Slowloris headers get 408 and a close, as HAProxy's ``timeout http-request`` gives (nginx's
+``client_header_timeout`` closes without a response); idle connections are closed; a stalled
+body ends with Envoy's stream idle timeout. aiohttp's own server has no header timeout at all.
+"""
 
 from __future__ import annotations
 

@@ -184,7 +184,11 @@ async def test_host_cookie_falls_back_when_its_pod_is_gone(
     fail = f"http://127.0.0.1:{victim.port}/admin/fail?status=503"
     async with aiohttp.ClientSession() as s, s.post(fail) as r:
         assert r.status == 200
-    # The first request hits the failing pod; its 503 is retried on another pod and ejects it.
+    # The first request hits the failing pod: its 503 ejects the pod and reaches the client
+    # (Istio 1.24+ retries no 503 by default). The next one goes elsewhere.
+    pinned = {"cookie": f"gw-sticky={cookie}"}
+    async with aiohttp.ClientSession() as s, s.get(url, headers=pinned) as r:
+        assert r.status == 503
     moved, new_cookie = await _get(url, cookie)
     assert moved != pod
     assert new_cookie is not None and new_cookie != cookie

@@ -7,7 +7,6 @@ each line's fields (status, response flags, attempts, upstream host) are checked
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from tests.conftest import free_port
 from tests.functional.support import (
     CaptureUpstream,
     RawRequest,
+    access_lines,
     capture_upstream,
     config,
     connect,
@@ -26,12 +26,6 @@ from tests.functional.support import (
     send_raw,
 )
 from tests.helpers import GatewayHarness
-
-
-def access_lines(harness: GatewayHarness) -> list[dict[str, Any]]:
-    harness.gateway.runtime.access_log.flush()
-    path = Path(harness.settings.access_log)
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 async def start(
@@ -139,10 +133,10 @@ async def test_per_try_timeout_without_retries_left_is_504(
 @pytest.mark.parametrize(
     ("method", "upstream_requests", "status"), [("GET", 2, 200), ("POST", 1, 503)]
 )
-async def test_503_retried_for_idempotent_methods_only(
+async def test_listed_503_retried_for_idempotent_methods_only(
     gateway: Callable[..., Any], tmp_path: Path, method: str, upstream_requests: int, status: int
 ) -> None:
-    """Istio's default policy retries a 503; a POST that reached the upstream is never retried
+    """A retryOn listing 503 retries it; a POST that reached the upstream is never retried
     (RFC 9110 §9.2.2), so it gets the 503."""
 
     async def respond(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
@@ -153,7 +147,9 @@ async def test_503_retried_for_idempotent_methods_only(
         return True
 
     async with capture_upstream(respond) as up:
-        rules = "  - route: [{destination: {host: up.svc}}]"
+        rules = (
+            "  - retries: {attempts: 2, retryOn: '503'}\n    route: [{destination: {host: up.svc}}]"
+        )
         port, _ = await start(gateway, tmp_path, rules, {"up.svc": [up.port]})
         body = b"Content-Length: 3\r\n\r\nabc" if method == "POST" else b"\r\n"
         (resp,), _ = await send_raw(

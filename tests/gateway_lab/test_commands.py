@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
-from gateway_lab.commands import admin_commands, curl_commands
+import yaml
+
+from gateway_lab.cli import parser, subcommands
+from gateway_lab.commands import admin_commands, curl_commands, lab_commands
+from gateway_lab.plan import Workdir, lab_plan
 from gateway_lab.topology import load_topology
 
 R1 = "--resolve bookinfo.example.com:8080:127.0.0.1"
@@ -49,3 +54,34 @@ def test_admin_commands_point_at_the_admin_addresses() -> None:
         "explain --admin-address 127.0.0.1:15000 -H 'X-CLUSTER-SELECTOR: cluster-3' "
         "http://bookinfo.example.com:8080/productpage"
     )
+
+
+def test_lab_commands_cover_every_subcommand_as_runnable_lines() -> None:
+    """Every subcommand but ``up`` is printed, as a line the CLI's own parser accepts; ``kill``
+    and ``start`` name a real lab process, ``scenario`` a real scenario."""
+    topology = load_topology()
+    processes = {spec.name for _, spec in lab_plan(topology, Workdir(Path("/w")))}
+    printed = []
+    for what, command in lab_commands(topology):
+        program, *args = shlex.split(command)
+        assert Path(program).name == "gateway-lab"
+        parsed = parser().parse_args(args)
+        assert what.startswith(f"{parsed.command}: ")
+        if parsed.command in ("kill", "start"):
+            assert parsed.name in processes
+        printed.append(parsed.command)
+    assert printed == [name for name in subcommands(parser()) if name != "up"]
+    assert {"status", "kill", "start", "scenario", "down"} <= set(printed)
+
+
+def test_lab_commands_name_a_non_default_topology(tmp_path: Path) -> None:
+    """A lab started with --topology prints commands that reach that lab's control API."""
+    default = load_topology()
+    data = yaml.safe_load(default.path.read_text(encoding="utf-8"))
+    for node in [data["tier1"], *data["clusters"].values()]:
+        node["config"] = [str(default.root / folder) for folder in node["config"]]
+    moved = tmp_path / "my topology.yaml"
+    moved.write_text(yaml.safe_dump(data), encoding="utf-8")
+    for _, command in lab_commands(load_topology(moved)):
+        args = parser().parse_args(shlex.split(command)[1:])
+        assert args.topology == moved

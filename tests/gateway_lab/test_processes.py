@@ -14,17 +14,22 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from gateway_lab.demo_pod import PodConfig
 from gateway_lab.dns_server import LabDnsServer
+from gateway_lab.grpc_pod import start_grpc_pod
 from gateway_lab.processes import (
     Child,
     Probe,
     ProcessSpec,
     StartupError,
+    all_probes,
     check_sockets,
     dns_probe,
+    grpc_health_probe,
     http_probe,
 )
 from gateway_lab.topology import SocketNeed
+from tests.conftest import free_port
 
 
 async def never_ready(session: aiohttp.ClientSession) -> str | None:
@@ -195,6 +200,39 @@ async def test_http_probe_needs_200_from_every_url() -> None:
     async with aiohttp.ClientSession() as session:
         refused = await http_probe(f"http://127.0.0.1:{port}/ok")(session)
     assert refused is not None and "ClientConnectorError" in refused
+
+
+async def test_grpc_health_probe_needs_serving_from_every_pod() -> None:
+    """Ready when every gRPC pod's health check is SERVING; else the first reason."""
+    first = await start_grpc_pod(PodConfig(role="grpc"))
+    second = await start_grpc_pod(PodConfig(role="grpc"))
+    targets = (f"127.0.0.1:{first.port}", f"127.0.0.1:{second.port}")
+    try:
+        async with aiohttp.ClientSession() as session:
+            assert await grpc_health_probe(*targets)(session) is None
+            await second.health.enter_graceful_shutdown()
+            reason = await grpc_health_probe(*targets)(session)
+            assert reason == f"grpc health of {targets[1]}: NOT_SERVING"
+            closed = f"127.0.0.1:{free_port()}"
+            refused = await grpc_health_probe(closed)(session)
+            assert refused is not None
+            assert refused.startswith(f"grpc health of {closed}: UNAVAILABLE: ")
+            assert await grpc_health_probe()(session) is None
+    finally:
+        await first.cleanup(grace=0.1)
+        await second.cleanup(grace=0.1)
+
+
+async def test_all_probes_needs_every_probe() -> None:
+    """The first probe that is not ready gives the reason; none at all is ready."""
+
+    async def ready(session: aiohttp.ClientSession) -> str | None:
+        return None
+
+    async with aiohttp.ClientSession() as session:
+        assert await all_probes(ready, ready)(session) is None
+        assert await all_probes(ready, never_ready, ready)(session) == "still warming up"
+        assert await all_probes()(session) is None
 
 
 async def test_dns_probe_asks_the_lab_dns_server() -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway_core.utils.tasks import spawn
+from gateway_lab.commands import lab_commands
 from gateway_lab.supervisor import Supervisor
 from gateway_lab.topology import load_topology
 from tests.conftest import free_port
@@ -91,6 +92,10 @@ async def test_lab_starts_in_phases_and_stops_every_child(tmp_path: Path) -> Non
     started = [ln.split()[1] for ln in text.splitlines() if ln.startswith("✓ ")]
     assert started == ["certificates", "control", "dns", "pods-c1", "tier2-c1", "tier1-gateway"]
     assert f"--resolve bookinfo.example.com:{ports['t1']}:127.0.0.1" in text
+    printed = {ln.strip() for ln in text.splitlines()}
+    lab = {command for _, command in lab_commands(sup.topology)}
+    assert lab <= printed
+    assert {ln.split()[3] for ln in lab} == {"status", "kill", "start", "scenario", "grpc", "down"}
     status = sup.status()
     assert status["ready"] is True
     pids = [p["pid"] for p in status["processes"]]

@@ -69,7 +69,9 @@ def test_lab_dns_zone_serves_gateways_and_every_pod_address() -> None:
     assert records["tier2.cluster-2.lab"] == ["127.0.2.1"]
     assert records["user.cluster-1.lab"] == [f"127.0.1.{i}" for i in range(100, 114)]
     assert records["echo.cluster-2.lab"] == ["127.0.2.70", "127.0.2.71", "127.0.2.72"]
-    assert len(records) == 25
+    assert records["grpc-demo.cluster-2.lab"] == ["127.0.2.80", "127.0.2.81", "127.0.2.82"]
+    assert records["grpc-demo.cluster-3.lab"] == ["127.0.3.80", "127.0.3.81"]
+    assert len(records) == 27
 
 
 def test_cluster_1_runs_productpage_without_backends() -> None:

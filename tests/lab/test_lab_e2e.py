@@ -106,10 +106,12 @@ def test_https_through_tier1_uses_the_lab_ca(lab: RunningLab) -> None:
     assert HOST in san.get_values_for_type(x509.DNSName)
 
 
-def _served_certificate(ca: Path, address: str, port: int) -> x509.Certificate:
+def _served_certificate(
+    ca: Path, address: str, port: int, servername: str = HOST
+) -> x509.Certificate:
     if shutil.which("openssl") is None:
         pytest.skip("the openssl binary is not installed")
-    argv = ["openssl", "s_client", "-connect", f"{address}:{port}", "-servername", HOST]
+    argv = ["openssl", "s_client", "-connect", f"{address}:{port}", "-servername", servername]
     result = subprocess.run(
         [*argv, "-CAfile", str(ca), "-verify_return_error"],
         input="",
@@ -219,6 +221,28 @@ def test_websocket_passes_through_both_tiers(lab: RunningLab) -> None:
 
     lab.wait_healthy()
     assert asyncio.run(echo_twice()) == ["hello", "through two tiers"]
+
+
+@pytest.mark.parametrize(("cluster", "count"), [("cluster-2", 3), ("cluster-3", 2)])
+def test_grpc_pods_answer_the_lab_client(lab: RunningLab, cluster: str, count: int) -> None:
+    """Each gRPC demo pod answers `gateway-lab grpc call` (bidi) straight, naming itself.
+    Through the gateways: tests/lab/test_grpc_through_gateway.py (needs HTTP/2)."""
+    pods = [p for p in lab.topology.pod_instances(cluster) if p.role == "grpc"]
+    assert len(pods) == count
+    for pod in pods:
+        target = f"{pod.host}:{pod.port}"
+        result = lab.cli("grpc", "call", "--method", "bidi", "--count", "2", target)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.count(f"from {pod.name} ({cluster})") == 2, result.stdout
+
+
+def test_tier1_serves_the_grpc_host_its_own_certificate(lab: RunningLab) -> None:
+    """SNI grpc.example.com at Tier-1's 8443 gets grpc-credential, verified by the lab CA."""
+    cert = _served_certificate(
+        lab.workdir / "certs" / "ca.crt", "127.0.0.1", 8443, servername="grpc.example.com"
+    )
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["grpc.example.com"]
 
 
 def test_status_kill_and_start_through_the_control_api(lab: RunningLab) -> None:

@@ -19,10 +19,9 @@ from gateway_core.config.loader import load_resources, load_text
 from gateway_core.config.validation import validate_resources
 from gateway_core.routing.explain import Call, explain
 from gateway_core.snapshot import Locality, NodeInfo, Snapshot
+from tests.helpers import REPO, shared_path
 
 HERE = Path(__file__).parent / "routing"
-REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared"
 
 
 _RESULT_FIELDS = ("route", "virtual_service", "rule_index", "status", "redirect", "action")
@@ -65,10 +64,7 @@ def _snapshot(doc: dict[str, Any]) -> Snapshot:
 
 def _resolve(name: str) -> Path:
     if name.startswith("shared:"):
-        path = SHARED / name.removeprefix("shared:")
-        if not path.exists():
-            pytest.skip(f"{path} is absent (Istio samples live in ../shared)")
-        return path
+        return shared_path(name.removeprefix("shared:"))
     return REPO / name
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,8 +18,8 @@ from gateway_core.compiler.locality import (
 )
 from gateway_core.config.destination_rule import LocalityDistribute, LocalityLoadBalancerSetting
 from gateway_core.snapshot import EMPTY_LABELS, EndpointSpec, Locality
+from tests.helpers import shared_path
 
-SAMPLES = Path("/work/shared/istio-samples/tasks")
 CLIENT = Locality("region1", "zone1")
 TASK_LOCALITIES = ["region1/zone1", "region1/zone2", "region2/zone3", "region3/zone4"]
 
@@ -47,9 +46,7 @@ def _setting(data: Mapping[str, Any]) -> LocalityLoadBalancerSetting:
 
 
 def _task_setting(name: str) -> LocalityLoadBalancerSetting:
-    path = SAMPLES / name
-    if not path.exists():
-        pytest.skip(f"Istio task sample {path} is not available")
+    path = shared_path(f"istio-samples/tasks/{name}")
     doc = yaml.safe_load(path.read_text())
     return _setting(doc["spec"]["trafficPolicy"]["loadBalancer"]["localityLbSetting"])
 

@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, generate_latest
+import re
+from pathlib import Path
 
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from certs.generate import LEAF_VALIDITY
 from gateway_core.observability.metrics import FOLD_EVERY, ClusterSample, GatewayMetrics
+from gateway_core.pipeline import build_snapshot
+from gateway_core.snapshot import NodeInfo
+from gateway_core.utils.clock import FakeClock
+
+REPO = Path(__file__).resolve().parents[3]
+SAMPLE = ClusterSample(
+    key="outbound|8443|cluster-1|tier2.lab",
+    rq={"2xx": 5, "3xx": 0, "4xx": 0, "5xx": 1},
+    retries=2, overflow=1, connect_fail=3, connect_timeout=0, cx_active=4,
+    rq_active=1, rq_pending=0, ejections_active=1, ejections_total=2,
+    hosts=3, healthy_hosts=2,
+)  # fmt: skip
 
 
 def test_requests_flags_and_clusters_are_exposed() -> None:
@@ -15,15 +32,7 @@ def test_requests_flags_and_clusters_are_exposed() -> None:
     metrics.record_request(404, 0.0001, ["NR"])
     metrics.record_request(503, 0.01, ["UF"])
     metrics.config_version = "abc123"
-    metrics.clusters_source = lambda: [
-        ClusterSample(
-            key="outbound|8443|cluster-1|tier2.lab",
-            rq={"2xx": 5, "3xx": 0, "4xx": 0, "5xx": 1},
-            retries=2, overflow=1, connect_fail=3, connect_timeout=0, cx_active=4,
-            rq_active=1, rq_pending=0, ejections_active=1, ejections_total=2,
-            hosts=3, healthy_hosts=2,
-        )
-    ]  # fmt: skip
+    metrics.clusters_source = lambda: [SAMPLE]
     text = generate_latest(registry).decode()
     assert 'gateway_downstream_rq_total{code_class="2xx",tier="tier1"} 1.0' in text
     assert 'gateway_downstream_rq_total{code_class="4xx",tier="tier1"} 1.0' in text
@@ -85,3 +94,61 @@ def test_batched_counts_match_one_by_one() -> None:
         x for x in text.splitlines() if x.startswith("gateway_downstream_rq_time_seconds_sum")
     )
     assert abs(float(line.split()[-1]) - expected_sum) < 1e-9
+
+
+def test_certificate_expiry_counts_down_on_the_wall_clock() -> None:
+    """The expiry gauge is notAfter minus the injected wall clock at each scrape."""
+    registry, clock = CollectorRegistry(), FakeClock(1_000_000.0)
+    metrics = GatewayMetrics(registry, "tier2", wall_clock=clock.monotonic)
+    metrics.tls_certificates = lambda: [("0.0.0.0_8443", "s", "a/tls.crt", 1_000_000.0 + 86400)]
+    series = 'gateway_tls_certificate_expiry_seconds{cert_file="a/tls.crt",listener="0.0.0.0_8443"'
+    assert f'{series},server="s",tier="tier2"}} 86400.0' in generate_latest(registry).decode()
+    clock.advance(86400 + 60)
+    assert f'{series},server="s",tier="tier2"}} -60.0' in generate_latest(registry).decode()
+
+
+def test_tls_doc_expiry_example_is_real_output() -> None:
+    """docs/tls.md's series is what the lab's Tier-2 config exports for a 365-day leaf."""
+    node = NodeInfo(tier="tier2", cluster_name="cluster-1", cert_dir="certs/lab")
+    snapshot = build_snapshot([REPO / "deploy" / "lab" / "tier2"], node).snapshot
+    assert snapshot is not None
+    registry = CollectorRegistry()
+    metrics = GatewayMetrics(registry, "tier2", wall_clock=lambda: 0.0)
+    metrics.tls_certificates = lambda: [
+        (listener.name, server.name, server.tls.cert_file, LEAF_VALIDITY.total_seconds())
+        for listener in snapshot.listeners
+        for server in listener.servers
+        if server.tls is not None
+    ]
+    exported = [
+        line
+        for line in generate_latest(registry).decode().splitlines()
+        if line.startswith("gateway_tls_certificate_expiry_seconds{")
+    ]
+    doc = (REPO / "docs" / "tls.md").read_text(encoding="utf-8")
+    shown = [line for line in doc.splitlines() if line.startswith(exported[0].split("{")[0])]
+    assert exported == shown
+
+
+def test_every_metric_the_docs_name_is_exported() -> None:
+    """Each ``gateway_*`` metric named in README.md and docs/ is in a scrape (none invented)."""
+    registry = CollectorRegistry()
+    metrics = GatewayMetrics(registry, "tier2")
+    metrics.clusters_source = lambda: [SAMPLE]
+    metrics.tls_certificates = lambda: [("l", "s", "c", 0.0)]
+    metrics.record_request(200, 0.001, ["UF"])
+    metrics.record_protocol_error(400)
+    text = generate_latest(registry).decode()
+    families = list(text_string_to_metric_families(text))
+    # Series names, and the family name of a histogram (its _bucket/_sum/_count share it).
+    exported = {s.name for f in families for s in f.samples}
+    exported |= {f.name for f in families if f.type == "histogram"}
+    docs = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    named = {
+        name
+        for path in docs
+        for name in re.findall(r"\bgateway_[a-z0-9_]+", path.read_text(encoding="utf-8"))
+        if name not in ("gateway_core", "gateway_lab")
+    }
+    assert "gateway_tls_certificate_expiry_seconds" in named
+    assert named - exported == set()

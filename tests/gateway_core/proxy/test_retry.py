@@ -13,20 +13,66 @@ from gateway_core.proxy.retry import (
     backoff,
     failure_retriable,
     may_retry,
+    retriable_response,
     retriable_status,
 )
 from gateway_core.routing.actions import DEFAULT_RETRY, RetrySpec
 from gateway_core.snapshot import PoolLimits
+from gateway_core.upstream.lb import LbContext
 from gateway_core.upstream.resources import ResourceManager
 
 
 def test_retriable_status() -> None:
-    """Istio's default retries 503 only; 5xx and gateway-error widen it."""
-    assert retriable_status(DEFAULT_RETRY, 503)
-    assert not retriable_status(DEFAULT_RETRY, 502)
+    """Istio's default (1.24 and later) retries no status, 503 included; listed codes (4xx
+    too), 5xx and gateway-error do."""
+    assert not any(retriable_status(DEFAULT_RETRY, s) for s in (500, 502, 503, 504))
+    codes = RetrySpec(retry_on=frozenset({"retriable-status-codes"}))
+    assert not retriable_status(codes, 503)
+    listed = RetrySpec(retriable_status_codes=frozenset({409, 503}))
+    assert retriable_status(listed, 409) and retriable_status(listed, 503)
+    assert not retriable_status(listed, 502)
     assert retriable_status(RetrySpec(retry_on=frozenset({"5xx"})), 500)
     gateway = RetrySpec(retry_on=frozenset({"gateway-error"}))
     assert retriable_status(gateway, 504) and not retriable_status(gateway, 500)
+
+
+@pytest.mark.parametrize(
+    ("retry_on", "grpc_status", "retried"),
+    [
+        ("default", b"14", True),
+        ("default", b"1", True),
+        ("default", b"4", False),
+        ("default", b"0", False),
+        ("default", b"x", False),
+        ("default", None, False),
+        ("deadline-exceeded", b"4", True),
+        ("5xx", b"14", False),
+    ],
+)
+def test_retriable_response_reads_grpc_status_in_the_head(
+    retry_on: str, grpc_status: bytes | None, retried: bool
+) -> None:
+    """unavailable (14) and cancelled (1), Istio's default gRPC conditions, and the other
+    gRPC conditions retry a head whose grpc-status names them; a 200 without one does not."""
+    spec = DEFAULT_RETRY if retry_on == "default" else RetrySpec(retry_on=frozenset({retry_on}))
+    headers = [(b"content-type", b"application/grpc")]
+    if grpc_status is not None:
+        headers.append((b"grpc-status", grpc_status))
+    assert retriable_response(spec, 200, headers) is retried
+
+
+def test_lb_context_follows_the_previous_hosts_predicate() -> None:
+    """With the predicate a retry excludes the tried hosts and moves a hash on; without it
+    every attempt selects as the first one did."""
+    state = RetryState(buffered=False)
+    state.attempts, state.tried = 1, frozenset()
+    assert state.lb_context(None) == LbContext() and state.lb_context(7) == LbContext(7)
+    tried = frozenset({("10.0.0.1", 80)})
+    state.attempts, state.tried = 2, tried  # type: ignore[assignment]
+    assert state.lb_context(7) == LbContext(7, 1, tried)
+    assert state.lb_context(None) == LbContext(None, 1, tried)
+    state.policy = RetrySpec(previous_hosts=False)
+    assert state.lb_context(7) == LbContext(7) and state.lb_context(None) == LbContext()
 
 
 def test_failure_kinds() -> None:

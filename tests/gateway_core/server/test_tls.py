@@ -19,6 +19,8 @@ from cryptography import x509
 
 from gateway_core.server.tls import (
     MOZILLA_INTERMEDIATE_CIPHERS,
+    CertificateReload,
+    ServedCertificate,
     ServerTlsStore,
     TlsConfigError,
     cipher_list,
@@ -159,11 +161,12 @@ def test_invalid_server_settings_are_config_errors(pki: Pki) -> None:
 
 
 def test_certificate_expiry_reports_not_after(pki: Pki) -> None:
-    """certificate_expiry exposes each server's notAfter for an expiry metric."""
+    """certificate_expiry exposes each server's certificate file and notAfter for the metric."""
     spec = pki.server("a", "a.test")
     assert spec.tls is not None
     cert = x509.load_pem_x509_certificate(Path(spec.tls.cert_file).read_bytes())
-    assert ServerTlsStore([spec]).certificate_expiry() == {"a": cert.not_valid_after_utc}
+    served = ServedCertificate(spec.tls.cert_file, cert.not_valid_after_utc)
+    assert ServerTlsStore([spec]).certificate_expiry() == {"a": served}
 
 
 def test_san_matches_dns_wildcards_ips_and_uris() -> None:
@@ -406,16 +409,16 @@ def test_rotation_serves_the_new_certificate_and_keeps_old_connections(
         async with serving(store) as port:
             before = await talk(port, "a.test", pki.client_ctx())
             assert before.cert.serial_number == old_serial
-            assert store.reload_if_changed() == []
+            assert store.reload_if_changed() == CertificateReload()
             _replace_file(crt, b"-----BEGIN CERTIFICATE-----\ngarbage\n")
-            errors = store.reload_if_changed()
-            assert len(errors) == 1
-            assert "keeping the previous certificate: server a" in errors[0]
-            assert store.reload_if_changed() == []
+            failed = store.reload_if_changed()
+            assert (failed.reloaded, len(failed.errors)) == ((), 1)
+            assert "keeping the previous certificate: server a" in failed.errors[0]
+            assert store.reload_if_changed() == CertificateReload()
             still = await talk(port, "a.test", pki.client_ctx())
             assert still.cert.serial_number == old_serial
             pki.issue("a", "a.test")
-            assert store.reload_if_changed() == []
+            assert store.reload_if_changed() == CertificateReload(reloaded=("a",))
             after = await talk(port, "a.test", pki.client_ctx())
             assert after.cert.serial_number == _serial(crt) != old_serial
             before.writer.write(b"ping\n")
@@ -433,13 +436,13 @@ def test_rotation_rejects_a_key_that_does_not_match(pki: Pki) -> None:
     store = ServerTlsStore([spec])
     fresh = pki.ca.issue_cert("a.test")
     _replace_file(Path(spec.tls.cert_file), fresh.cert_chain_pems[0].bytes())
-    errors = store.reload_if_changed()
+    errors = store.reload_if_changed().errors
     assert len(errors) == 1
     assert "KEY_VALUES_MISMATCH" in errors[0].upper()
     _replace_file(Path(spec.tls.key_file), fresh.private_key_pem.bytes())
-    assert store.reload_if_changed() == []
+    assert store.reload_if_changed() == CertificateReload(reloaded=("a",))
     assert (
-        store.certificate_expiry()["a"]
+        store.certificate_expiry()["a"].not_after
         == x509.load_pem_x509_certificate(fresh.cert_chain_pems[0].bytes()).not_valid_after_utc
     )
 
