@@ -9,7 +9,6 @@ The lab commands come from the ``gateway-lab`` argument parser itself: every sub
 from __future__ import annotations
 
 import argparse
-
 import shlex
 import sys
 from pathlib import Path
@@ -94,9 +93,7 @@ def lab_commands(topo: Topology) -> list[tuple[str, str]]:
         if name == "up":
             continue
         words, notes = [name], []
-        nested = next(
-            (a for a in sub._actions if isinstance(a, argparse._SubParsersAction)), None
-        )
+        nested = next((a for a in sub._actions if isinstance(a, argparse._SubParsersAction)), None)
         if nested is not None:  # ``grpc call|health``: the first one, aimed at Tier-1
             first = next(iter(nested.choices))
             words += [first, "--authority", "grpc.example.com", f"{topo.tier1.address}:8080"]
