@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger("gateway.h2")
 
+GOAWAY_GRACE = 1.0
+"""Seconds between the two GOAWAY frames of a drain (a generous round trip)."""
 NO_ERROR = 0
 PROTOCOL_ERROR = 1
 INTERNAL_ERROR = 2
@@ -180,8 +182,13 @@ class H2Downstream(asyncio.Protocol):
 
     # -- writing ----------------------------------------------------------------------------
     def flush(self) -> None:
+        """Write what the codec has, only while the socket takes it: frames a client forces
+        us to send (PING and SETTINGS acknowledgements) but never reads stay in the codec,
+        where its outbound-frame limits end the connection."""
+        if self.transport_paused or self.closed or self.transport is None:
+            return
         data = self.codec.data_to_send()
-        if data and self.transport is not None and not self.closed:
+        if data:
             self.transport.write(data)
 
     def pause_writing(self) -> None:
@@ -191,6 +198,7 @@ class H2Downstream(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.transport_paused = False
+        self.flush()
         for stream in list(self.streams.values()):
             stream.window_opened()
 
@@ -207,7 +215,7 @@ class H2Downstream(asyncio.Protocol):
         if not self.streams:
             self._idle_since = self.loop.time()
             if self.draining:
-                self.close()
+                self._final_goaway()  # the real last stream id, then close
 
     def drain(self) -> None:
         """Graceful: GOAWAY, no new streams; the connection closes after the open ones."""
@@ -215,6 +223,15 @@ class H2Downstream(asyncio.Protocol):
             self.close()
             return
         self.draining = True
+        # Two steps (RFC 9113 §6.8): first "no new streams soon" (the highest id), then, a
+        # round trip later, the real last stream id; streams already sent are not refused.
+        self.codec.goaway(NO_ERROR, last_stream_id=2**31 - 1)
+        self.flush()
+        self.loop.call_later(GOAWAY_GRACE, self._final_goaway)
+
+    def _final_goaway(self) -> None:
+        if self.closed:
+            return
         self.codec.goaway(NO_ERROR)
         self.flush()
         if not self.streams:

@@ -130,6 +130,7 @@ class H2UpstreamConnection(asyncio.Protocol):
         self.streams: dict[int, H2UpstreamStream] = {}
         self.closed = False
         self.going_away = False
+        self.write_paused = False
         self.requests = 0
         self.idle_since = 0.0
         self._max_streams = pool.max_streams
@@ -194,9 +195,9 @@ class H2UpstreamConnection(asyncio.Protocol):
 
     def close(self) -> None:
         if self.transport is not None and not self.closed:
-            self.closed = True
             self.codec.goaway(0)
             self.flush()
+            self.closed = True
             self.transport.close()
 
     def abort(self) -> None:
@@ -212,16 +213,22 @@ class H2UpstreamConnection(asyncio.Protocol):
 
     # -- I/O ----------------------------------------------------------------------------------
     def flush(self) -> None:
+        """Write what the codec has, only while the socket takes it (see ``H2Downstream``)."""
+        if self.write_paused or self.closed or self.transport is None:
+            return
         data = self.codec.data_to_send()
-        if data and self.transport is not None and not self.closed:
+        if data:
             self.transport.write(data)
 
     def pause_writing(self) -> None:
+        self.write_paused = True
         for stream in self.streams.values():
             if stream.sink is not None:
                 stream.sink.upstream_pause()
 
     def resume_writing(self) -> None:
+        self.write_paused = False
+        self.flush()
         for stream in list(self.streams.values()):
             if stream.sink is not None:
                 stream.sink.upstream_resume()
