@@ -82,7 +82,9 @@ class UpstreamRequest:
     def arm_try_timer(self, seconds: float | None) -> None:
         """``perTryTimeout``: from the end of the request to the end of the response."""
         if seconds and self.alive:
-            self.try_timer = self.down.loop.call_later(seconds, self._on_try_timeout)
+            self.try_timer = self.down.loop.call_later(
+                seconds, self.ex.guarded, self._on_try_timeout
+            )
 
     def _on_try_timeout(self) -> None:
         self.try_timer = None
@@ -92,6 +94,13 @@ class UpstreamRequest:
 
     # -- connection (PoolWaiter) -----------------------------------------------------------
     def on_connection(self, conn: UpstreamConnection) -> None:
+        try:
+            self._on_connection(conn)
+        except Exception as fault:  # called from the pool's connect task too
+            self._release(False)
+            self.down.internal_error(fault, "request path")
+
+    def _on_connection(self, conn: UpstreamConnection) -> None:
         if not self.alive or self.conn is not None:
             conn.pool.release(conn)
             return
@@ -116,7 +125,7 @@ class UpstreamRequest:
         if self.alive:
             self._stop()
             kind = "connect-timeout" if timeout else "connect-failure"
-            self.ex.attempt_failed(self, kind, reason.encode())
+            self.ex.guarded(self.ex.attempt_failed, self, kind, reason.encode())
 
     # -- request body ----------------------------------------------------------------------
     def send(self, data: bytes) -> None:
@@ -166,7 +175,8 @@ class UpstreamRequest:
         self, status: int, headers: HeaderList, framing: str, extra: HeaderList
     ) -> None:
         """The exchange accepted this response: send its head and stream its body. Bodies the
-        client cannot delimit otherwise are re-framed chunked (HTTP/1.1 clients)."""
+        client cannot delimit otherwise are re-framed chunked for HTTP/1.1 clients; an HTTP/1.0
+        client gets them unframed, ended by the close (RFC 9112 §6.1)."""
         self.streaming = True
         down = self.down
         ex = self.ex
@@ -179,11 +189,13 @@ class UpstreamRequest:
         if framing == "length" or framing == "none":
             chunked = False
             self.resp_framing = framing
-        else:  # chunked or eof
-            chunked = down.http11
-            if not chunked and framing == "eof":
-                down.keep_alive = False  # an HTTP/1.0 client reads such a body until close
-            self.resp_framing = "chunked" if chunked else framing
+        elif down.http11:  # chunked or eof
+            chunked = True
+            self.resp_framing = "chunked"
+        else:
+            chunked = False
+            self.resp_framing = "eof"  # de-chunked as it arrives, delimited by the close
+            down.keep_alive = False
         close = not down.keep_alive or down.draining_now()
         down.keep_alive = not close
         self.out.append(
@@ -246,6 +258,13 @@ class UpstreamRequest:
         if self.alive:
             self._stop()
             self.ex.attempt_failed(self, "protocol-error" if protocol_error else "reset")
+
+    def on_internal_error(self, fault: Exception) -> None:
+        """A bug in the gateway's own code interrupted this attempt's response (the connection
+        was dropped, its host not blamed): the client connection maps it."""
+        self._release(False)
+        self._stop()
+        self.down.internal_error(fault, "response path")
 
     def on_upstream_upgrade(self, conn: UpstreamConnection, rest: bytes) -> None:
         if not self.alive:

@@ -48,6 +48,8 @@ class ClusterStats:
     connect_fail: int = 0
     connect_timeout: int = 0
     resets: int = 0
+    extra_data: int = 0
+    """Connections closed because the upstream sent bytes beyond its response."""
 
 
 class Cluster:
