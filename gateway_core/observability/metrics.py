@@ -70,6 +70,8 @@ class ClusterSample:
     ``upstream_cx_overflow``)."""
     retry_overflow: int = 0
     """Retries refused by ``maxRetries`` (Envoy ``upstream_rq_retry_overflow``)."""
+    extra_data: int = 0
+    """Connections closed because the upstream sent bytes beyond its response."""
 
 
 class GatewayMetrics:
@@ -82,6 +84,8 @@ class GatewayMetrics:
         self.downstream_rq_time = Histogram()
         self.local_replies: dict[str, int] = {}
         self.protocol_errors: dict[str, int] = {}
+        self.internal_errors = 0
+        """Unexpected exceptions in the gateway's own code (``proxy/errors.py``)."""
         self.config_reloads: dict[str, int] = {"success": 0, "rejected": 0}
         self.config_version = ""
         self.config_last_error = ""
@@ -162,6 +166,13 @@ class _Collector(Collector):
         for status, value in sorted(m.protocol_errors.items()):
             perr.add_metric([tier, status], value)
         yield perr
+        internal = CounterMetricFamily(
+            "gateway_internal_errors",
+            "Requests that hit an unexpected exception in the gateway's own code",
+            labels=["tier"],
+        )
+        internal.add_metric([tier], m.internal_errors)
+        yield internal
         cx = GaugeMetricFamily(
             "gateway_downstream_cx_active", "Open client connections", labels=["tier"]
         )
@@ -246,6 +257,12 @@ def _cluster_families(tier: str, samples: list[ClusterSample]) -> Iterator[Metri
             "gateway_upstream_cx_connect_timeout",
             "Upstream connect timeouts",
             lambda s: s.connect_timeout,
+        ),
+        (
+            "counter",
+            "gateway_upstream_cx_extra_data",
+            "Upstream connections closed for bytes beyond the response",
+            lambda s: s.extra_data,
         ),
         ("gauge", "gateway_upstream_cx_active", "Open upstream connections", lambda s: s.cx_active),
         ("gauge", "gateway_upstream_rq_active", "Requests in flight", lambda s: s.rq_active),

@@ -15,7 +15,8 @@ like a per-try timeout.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
@@ -277,7 +278,7 @@ class Exchange:
             if wanted is not None and (not timeout or wanted < timeout):
                 timeout = wanted
         if timeout:
-            self._deadline = self.down.loop.call_later(timeout, self._on_deadline)
+            self._deadline = self.down.loop.call_later(timeout, self.guarded, self._on_deadline)
         replay = self.retry.replay
         if entry.mirrors and (replay is not None or self.req_framing == "none"):
             send_mirrors(self, b"".join(replay or ()))
@@ -299,11 +300,11 @@ class Exchange:
         ):
             return  # the response is drained, then ``attempt_complete`` retries
         self.status = status
-        self.response_started = True
         if self.hash_cookie is None and self.sticky_cookie is None and self.cors_origin is None:
             ureq.start_response(status, headers, framing, [])
         else:
             ureq.start_response(status, headers, framing, self._response_extra([]))
+        self.response_started = True  # only now: a bug above is still answered 500
 
     def attempt_complete(self, ureq: UpstreamRequest) -> None:
         self.upstream = None
@@ -345,7 +346,8 @@ class Exchange:
         assert self.cluster is not None
         self.retry.rewind(unsent)
         down = self.down
-        self.retry.schedule(self.cluster, down.loop, down.runtime.rng, self._attempt)
+        attempt = partial(self.guarded, self._attempt)
+        self.retry.schedule(self.cluster, down.loop, down.runtime.rng, attempt)
 
     # -- timeouts ----------------------------------------------------------------------------
     def _on_deadline(self) -> None:
@@ -445,6 +447,26 @@ class Exchange:
         if self.cluster is not None:
             self.cluster.resources.requests.dec()
         self.down.exchange_finished(self, abort)
+
+    def guarded(self, step: Callable[..., None], *args: object) -> None:
+        """Run a step the event loop calls back (a timer): a bug in it ends up in the
+        connection's ``internal_error``, never in the event loop's log."""
+        try:
+            step(*args)
+        except Exception as fault:
+            self.down.internal_error(fault, "request path")
+
+    def internal_error(self) -> None:
+        """A bug in the gateway's own code hit this exchange (the connection's
+        ``internal_error`` logged and counted it): 500, or the response cut when it already
+        started. The attempt is dropped without blaming its host; nothing is retried."""
+        if self.finished:
+            return
+        self.down.keep_alive = False
+        if self.response_started:
+            self.finish(abort=True)
+        else:
+            self.local_reply(500, None, b"internal error\n")
 
     def downstream_lost(self) -> None:
         if self.finished:

@@ -30,6 +30,6 @@ def inject(ex: Exchange, fault: FaultSpec, action: RouteAction) -> bool:
         return True
     if fault.delay and rng.random() * 100 < fault.delay_percent:
         ex.flags += (ResponseFlag.DELAY_INJECTED,)
-        ex.wait = down.loop.call_later(fault.delay, ex.route_to, action)
+        ex.wait = down.loop.call_later(fault.delay, ex.guarded, ex.route_to, action)
         return True
     return False

@@ -31,13 +31,13 @@ from gateway_core.proxy.codec.events import (
     RequestHead as H2RequestHead,
 )
 from gateway_core.proxy.codec.http2 import H2ServerCodec
+from gateway_core.proxy.errors import report_internal_error
 from gateway_core.proxy.exchange import Exchange
 from gateway_core.proxy.h2_stream import H2Stream, request_from_head
 from gateway_core.proxy.request_checks import BadRequest
 
 if TYPE_CHECKING:
-    from gateway_core.server.listeners import ListenerRuntime
-    from gateway_core.server.state import GatewayRuntime
+    from gateway_core.proxy.context import GatewayContext, ListenerContext
 
 _log = logging.getLogger("gateway.h2")
 
@@ -56,8 +56,8 @@ class H2Downstream(asyncio.Protocol):
 
     def __init__(
         self,
-        runtime: GatewayRuntime,
-        listener: ListenerRuntime,
+        runtime: GatewayContext,
+        listener: ListenerContext,
         route_table: str,
         scheme: bytes,
         peer: tuple[str, int],
@@ -115,8 +115,8 @@ class H2Downstream(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             events = self.codec.receive(data)
-        except Exception:  # the gateway's own bug, never the client's fault
-            _log.exception("HTTP/2 codec failed on client bytes")
+        except Exception as fault:  # the gateway's own bug, never the client's fault
+            report_internal_error(self.runtime.metrics, fault, "HTTP/2 codec")
             self.abort()
             return
         for event in events:

@@ -13,14 +13,15 @@ from typing import TYPE_CHECKING
 
 from gateway_core.proxy.client_info import origin_ip, trusts_https
 from gateway_core.proxy.codec.events import RequestHead as H2RequestHead
+from gateway_core.proxy.errors import report_internal_error
 from gateway_core.proxy.request_checks import BadRequest, request_target, valid_authority
 from gateway_core.routing.actions import HeaderList
 from gateway_core.routing.request import RequestHead, join_headers
 
 if TYPE_CHECKING:
+    from gateway_core.proxy.context import GatewayContext
     from gateway_core.proxy.exchange import Exchange
     from gateway_core.proxy.h2_downstream import H2Downstream
-    from gateway_core.server.state import GatewayRuntime
 
 HIGH_WATER = 262144
 """Response bytes buffered for a stream the client does not read: above this, stop reading its
@@ -97,7 +98,7 @@ class H2Stream:
 
     # -- what the exchange reads -------------------------------------------------------------
     @property
-    def runtime(self) -> GatewayRuntime:
+    def runtime(self) -> GatewayContext:
         return self.conn.runtime
 
     @property
@@ -260,6 +261,19 @@ class H2Stream:
     # -- completion --------------------------------------------------------------------------------
     def exchange_finished(self, ex: Exchange, abort: bool) -> None:
         self.conn.stream_finished(self, ex, abort)
+
+    def internal_error(self, fault: Exception, where: str) -> None:
+        """A bug in the gateway's own code hit this stream's exchange: logged and counted,
+        then 500 (or the stream reset once its response started). Other streams go on."""
+        report_internal_error(self.conn.runtime.metrics, fault, where)
+        ex = self.ex
+        try:
+            if ex is not None and not ex.finished:
+                ex.internal_error()
+        except Exception as again:
+            report_internal_error(self.conn.runtime.metrics, again, where)
+            self.conn.codec.reset(self.stream_id, 2)
+            self.conn.flush()
 
     def lost(self) -> None:
         """The client reset the stream, or the connection is gone."""

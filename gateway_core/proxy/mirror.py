@@ -14,12 +14,14 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from gateway_core.proxy import messages
+from gateway_core.proxy.errors import report_internal_error
 from gateway_core.proxy.upstream_conn import UpstreamConnection
 from gateway_core.routing.actions import HeaderList
 from gateway_core.upstream.lb import LbContext
 from gateway_core.upstream.pool import HostPool, Overflow
 
 if TYPE_CHECKING:
+    from gateway_core.observability.metrics import GatewayMetrics
     from gateway_core.proxy.exchange import Exchange
     from gateway_core.upstream.cluster import Cluster
     from gateway_core.upstream.host import Host
@@ -28,7 +30,9 @@ if TYPE_CHECKING:
 class MirrorRequest:
     """One shadow request: a PoolWaiter and ResponseSink that only counts the outcome."""
 
-    __slots__ = ("alive", "cluster", "conn", "data", "head_request", "host", "pool", "timer")
+    __slots__ = (
+        "alive", "cluster", "conn", "data", "head_request", "host", "metrics", "pool", "timer",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -37,7 +41,9 @@ class MirrorRequest:
         pool: HostPool[UpstreamConnection],
         data: bytes,
         head_request: bool,
+        metrics: GatewayMetrics,
     ) -> None:
+        self.metrics = metrics
         self.cluster = cluster
         self.host = host
         self.pool = pool
@@ -84,6 +90,11 @@ class MirrorRequest:
         self._done()
 
     def on_upstream_lost(self, protocol_error: bool, refused: bool = False) -> None:
+        self._release()
+        self._done()
+
+    def on_internal_error(self, fault: Exception) -> None:
+        report_internal_error(self.metrics, fault, "mirror")
         self._release()
         self._done()
 
@@ -158,6 +169,6 @@ def send_mirrors(ex: Exchange, body: bytes) -> None:
             body_length=len(body),
         )
         pool = cluster.pool_for(host, authority)
-        MirrorRequest(cluster, host, pool, head + body, ex.req.method == b"HEAD").start(
-            down.loop, timeout
-        )
+        head_request = ex.req.method == b"HEAD"
+        mirror = MirrorRequest(cluster, host, pool, head + body, head_request, runtime.metrics)
+        mirror.start(down.loop, timeout)

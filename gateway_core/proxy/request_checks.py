@@ -1,14 +1,21 @@
 """Data path: the checks of a request head that a strict proxy makes beyond llhttp's own.
 
-robustness.md §2 and §8: exactly one Host with a valid ``host[:port]`` value; no CONNECT;
-Transfer-Encoding only on HTTP/1.1, only ``chunked`` (final, once) and never together with
-Content-Length (RFC 9112 §6.1: 400, then close); the request target in origin-form (normalised
-by ``normalize.py``), ``OPTIONS *``, or absolute-form, whose authority then replaces Host
-(RFC 9112 §3.2.2).
+robustness.md §2 and §8: exactly one Host whose value follows RFC 3986's authority grammar
+(reg-name, IP-literal or IPv4 address, and an optional port 1-65535; RFC 9112 §3.2 requires
+400 otherwise, as Envoy answers); no CONNECT; Transfer-Encoding only on HTTP/1.1, only
+``chunked`` (final, once) and never together with Content-Length (RFC 9112 §6.1: 400, then
+close); the request target in origin-form (normalised by ``normalize.py``), ``OPTIONS *``, or
+absolute-form, whose authority then replaces Host (RFC 9112 §3.2.2).
+
+Upgrade: only an HTTP/1.1 ``Upgrade: websocket`` is acted on; an HTTP/1.0 request's Upgrade is
+ignored (RFC 9110 §7.8), as is ``h2c``. llhttp stops at the head of every request that asks to
+upgrade and would read its body as the next request, so a request asking for an upgrade the
+gateway does not perform is refused (400) when it carries a body.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 import httptools
@@ -18,7 +25,13 @@ from gateway_core.utils.memo import BoundedMemo
 
 HeaderList = list[tuple[bytes, bytes]]
 
-_BAD_HOST = re.compile(rb"[\s,@/\\]")
+_REG_NAME = rb"(?:[A-Za-z0-9\-._~!$&'()*+;=]|%[0-9A-Fa-f]{2})+"
+"""RFC 3986 reg-name (unreserved, pct-encoded, sub-delims), without the comma: in a field
+value it separates list members (``Host: h, evil`` is two hosts)."""
+_IP_FUTURE = rb"v[0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+"
+_AUTHORITY = re.compile(
+    rb"(?:" + _REG_NAME + rb"|\[([0-9A-Fa-f:.]+|" + _IP_FUTURE + rb")\])(?::([0-9]{1,5}))?"
+)
 
 
 class BadRequest(Exception):
@@ -48,14 +61,20 @@ def check_head(
         coding = joined.get(b"transfer-encoding")
         length = joined.get(b"content-length")
         upgrade_to = joined.get(b"upgrade")
-        upgrade = upgrade_to is not None and _is_websocket(upgrade_to) and parser.should_upgrade()
+        upgrade = (
+            http11
+            and upgrade_to is not None
+            and _is_websocket(upgrade_to)
+            and parser.should_upgrade()
+        )
         if host is not None and _VALID.get(host) and method != b"CONNECT":
             authority = host  # a Host value seen before: the checks of ``_authority`` hold
         else:
             authority = _authority(method, host, False, http11, default_authority)
         if coding is None and length is None:
             return authority, "none", upgrade
-        return authority, _framing(coding, length, http11), upgrade
+        framing = _framing(coding, length, http11)
+        return authority, _unless_refused_upgrade(framing, upgrade, parser), upgrade
     hosts = [v for n, v in headers if n == b"host"]
     authority = _authority(
         method, hosts[0] if hosts else None, len(hosts) > 1, http11, default_authority
@@ -68,8 +87,17 @@ def check_head(
         elif name == b"content-length":
             length = value
         elif name == b"upgrade" and _is_websocket(value):
-            upgrade = parser.should_upgrade()
-    return authority, _framing(coding, length, http11), upgrade
+            upgrade = http11 and parser.should_upgrade()
+    framing = _framing(coding, length, http11)
+    return authority, _unless_refused_upgrade(framing, upgrade, parser), upgrade
+
+
+def _unless_refused_upgrade(
+    framing: str, upgrade: bool, parser: httptools.HttpRequestParser
+) -> str:
+    if framing != "none" and not upgrade and parser.should_upgrade():
+        raise BadRequest(400, b"a request body with an Upgrade the gateway does not perform\n")
+    return framing
 
 
 def _authority(
@@ -107,14 +135,18 @@ def _framing(coding: bytes | None, length: bytes | None, http11: bool) -> str:
 
 
 def valid_authority(authority: bytes) -> bool:
-    """``uri-host [":" port]``: no whitespace, comma, ``@``, slash or backslash; port 1-65535."""
-    if not authority or _BAD_HOST.search(authority):
+    """``uri-host [":" port]`` (RFC 3986 §3.2.2): a reg-name (which covers IPv4 addresses),
+    or an IPv6 address or IPvFuture in brackets; the port 1-65535."""
+    match = _AUTHORITY.fullmatch(authority)
+    if match is None:
         return False
-    rest = authority[authority.find(b"]") + 1 :] if authority.startswith(b"[") else authority
-    _, sep, port = rest.rpartition(b":")
-    if not sep:
-        return True
-    return port.isdigit() and len(port) <= 5 and 0 < int(port) <= 65535
+    literal, port = match.group(1), match.group(2)
+    if literal is not None and not literal.startswith(b"v"):
+        try:
+            ipaddress.IPv6Address(literal.decode("ascii"))
+        except ValueError:
+            return False
+    return port is None or 0 < int(port) <= 65535
 
 
 _VALID: BoundedMemo[bytes, bool] = BoundedMemo(valid_authority)
@@ -140,7 +172,8 @@ def request_target(
         path, query = split_target(target)
     except (httptools.HttpParserInvalidURLError, BadTarget):
         raise BadRequest(400, b"invalid request target\n") from None
-    authority = parsed.host + (b":%d" % parsed.port if parsed.port else b"")
+    host = b"[" + parsed.host + b"]" if b":" in parsed.host else parsed.host  # IPv6
+    authority = host + (b":%d" % parsed.port if parsed.port else b"")
     if not _VALID[authority]:
         raise BadRequest(400, b"invalid request target\n")
     headers[:] = [(n, v) for n, v in headers if n != b"host"] + [(b"host", authority)]

@@ -6,19 +6,28 @@ time (no upstream pipelining); when a response completes and both sides allow ke
 goes back to its pool.
 
 Responses are held to the same strictness as requests (RFC 9112 §6.3): invalid framing
-(duplicate or malformed Content-Length, Content-Length with Transfer-Encoding), an oversize head
-or bytes nobody asked for are protocol errors, and the connection is never reused after one.
+(duplicate or malformed Content-Length, Content-Length with Transfer-Encoding) or an oversize
+head are protocol errors, and the connection is never reused after one. Bytes nobody asked for
+(a second response in the read that completed the first, anything after a 204 or a HEAD
+response, bytes on an idle connection) close the connection, are counted per cluster
+(``gateway_upstream_cx_extra_data_total``) and logged once for it, as nginx warns "upstream
+sent more data than specified"; the response they followed still completes. That is why a
+completed response is handed on, and the connection released, only after the whole read was
+parsed: released earlier, llhttp would deliver the rest to the next request.
 Detaching the sink (``detach``) silences the connection for good: an attempt abandoned by a
-timeout or a retry can never be called back by it.
+timeout or a retry can never be called back by it. A bug in the gateway's own code raised while
+a response is relayed drops the connection without blaming the host (``on_internal_error``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING, Protocol, cast
 
 import httptools
 
+from gateway_core.proxy.errors import gateway_fault
 from gateway_core.proxy.http1_wire import last_chunk
 
 if TYPE_CHECKING:
@@ -28,6 +37,8 @@ if TYPE_CHECKING:
 MAX_HEADER_BYTES = 61440
 """Envoy's ``max_response_headers_kb`` default (60 KiB); larger heads are a protocol error."""
 MAX_HEADERS = 100
+
+_log = logging.getLogger("gateway.upstream")
 
 
 class ResponseSink(Protocol):
@@ -41,6 +52,7 @@ class ResponseSink(Protocol):
     def on_response_complete(self, reusable: bool) -> None: ...
     def on_upstream_lost(self, protocol_error: bool, refused: bool = False) -> None: ...
     def on_upstream_upgrade(self, conn: UpstreamConnection, rest: bytes) -> None: ...
+    def on_internal_error(self, fault: Exception) -> None: ...
     def flush(self) -> None: ...
     def upstream_pause(self) -> None: ...
     def upstream_resume(self) -> None: ...
@@ -50,9 +62,17 @@ class _HeadTooLarge(Exception):
     pass
 
 
+class _ExtraData(Exception):
+    """A message begins after the response was complete: nobody asked for it."""
+
+
+_OWN_SIGNALS = (_HeadTooLarge, _ExtraData)
+
+
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "_chunked",
+        "_done",
         "_expect_no_body",
         "_framing",
         "_headers",
@@ -90,6 +110,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._expect_no_body = False
         self._chunked = False
         self._framing = "length"
+        self._done: bool | None = None
+        """Set when the response is complete (to its keep-alive), until the read is parsed."""
 
     # -- lifecycle --------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -100,14 +122,20 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         sink, self.sink = self.sink, None
-        if sink is not None:
-            if self._response_started and self._framing == "eof":
-                sink.on_response_complete(False)
-            else:
-                sink.on_upstream_lost(False)
         tunnel, self.tunnel = self.tunnel, None
+        if sink is not None:
+            try:
+                if self._response_started and self._framing == "eof":
+                    sink.on_response_complete(False)
+                else:
+                    sink.on_upstream_lost(False)
+            except Exception as fault:
+                sink.on_internal_error(fault)
         if tunnel is not None:
-            tunnel.on_upstream_lost(False)
+            try:
+                tunnel.on_upstream_lost(False)
+            except Exception as fault:
+                tunnel.on_internal_error(fault)
         self.pool.on_closed(self)
 
     def attach(self, sink: ResponseSink, head: bytes, expect_no_body: bool, sent: bool) -> None:
@@ -116,6 +144,7 @@ class UpstreamConnection(asyncio.Protocol):
         assert self.transport is not None
         self.sink = sink
         self.requests += 1
+        self._done = None
         self._response_started = False
         self._request_sent = sent
         self._expect_no_body = expect_no_body
@@ -201,22 +230,54 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- parsing ----------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
-        if self.tunnel is not None:
-            self.tunnel.on_response_body(data)
-            return
-        sink = self.sink
+        sink = self.tunnel or self.sink
         if sink is None:
-            # Bytes with no request outstanding: the upstream is broken; never reuse it.
-            self.abort()
+            if not self.closed:
+                self._extra_data()  # bytes while no request is outstanding
             return
+        try:
+            if self.tunnel is not None:
+                sink.on_response_body(data)
+            else:
+                self._parse(data, sink)
+        except Exception as fault:
+            self._internal_error(fault, sink)
+
+    def _parse(self, data: bytes, sink: ResponseSink) -> None:
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
             self._upgraded(data[upgrade.args[0] :])
-        except httptools.HttpParserError:
-            self._protocol_error()
+            return
+        except httptools.HttpParserError as exc:
+            fault = gateway_fault(exc, _OWN_SIGNALS)
+            if fault is not None:
+                self._internal_error(fault, sink)
+                return
+            if self._done is None:
+                self._protocol_error()
+                return
+            self._extra_data()  # after a complete response: it still completes
+        if self._done is not None:
+            self._finish()
         else:
             sink.flush()
+
+    def _extra_data(self) -> None:
+        """Bytes nobody asked for: never reuse this connection; the cluster counts and warns
+        (once: it closes now)."""
+        self.pool.on_extra_data()
+        self.abort()
+
+    def _internal_error(self, fault: Exception, sink: ResponseSink) -> None:
+        """A bug in the gateway's code while this connection served ``sink``: drop the
+        connection if it still carries that response (its parse state is unknown), without
+        blaming its host, and let the sink map the error."""
+        if self.sink is sink or self.tunnel is sink:
+            self.sink = self.tunnel = None
+            self._done = None
+            self.abort()
+        sink.on_internal_error(fault)
 
     def _upgraded(self, rest: bytes) -> None:
         sink, self.sink = self.sink, None
@@ -257,11 +318,18 @@ class UpstreamConnection(asyncio.Protocol):
         sink.on_response_head(status, headers, framing, keep_alive)
         if framing == "none" and self._expect_no_body and status != 101:
             # A HEAD response: llhttp would wait for Content-Length bytes that never come.
+            # The next read goes to a new parser; any byte of this one is extra data.
             self.parser = httptools.HttpResponseParser(self)
             self._next_message()
-            self._finish(keep_alive)
+            self._done = keep_alive
+
+    def on_message_begin(self) -> None:
+        if self._done is not None:
+            raise _ExtraData
 
     def on_body(self, data: bytes) -> None:
+        if self._done is not None:
+            raise _ExtraData
         sink = self.sink
         if sink is not None:
             sink.on_response_body(data)
@@ -271,12 +339,12 @@ class UpstreamConnection(asyncio.Protocol):
         self._hsize = 0
         status = self._status
         # Interim responses end here; a 101 continues as a tunnel (HttpParserUpgrade follows).
-        if status < 200 or self.sink is None:
+        if status < 200 or self.sink is None or self._done is not None:
             return
         if self._trailers:
             trailers, self._trailers = self._trailers, []
             self.sink.on_response_trailers(trailers)
-        self._finish(self.parser.should_keep_alive())
+        self._done = self.parser.should_keep_alive()
 
     def _next_message(self) -> None:
         """The next message's head starts empty. Done at the end of each message rather than
@@ -284,10 +352,16 @@ class UpstreamConnection(asyncio.Protocol):
         self._headers = []
         self._hsize = 0
 
-    def _finish(self, keep_alive: bool) -> None:
+    def _finish(self) -> None:
+        """The read that completed the response is parsed: release or close the connection,
+        then tell the sink."""
+        keep_alive, self._done = self._done, None
         sink, self.sink = self.sink, None
         reusable = (
-            keep_alive and self._request_sent and not self.closed and self.pool.may_reuse(self)
+            bool(keep_alive)
+            and self._request_sent
+            and not self.closed
+            and self.pool.may_reuse(self)
         )
         # Released before the sink hears of it, so a retry or the next request may take it.
         if reusable:

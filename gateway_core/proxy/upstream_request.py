@@ -92,7 +92,9 @@ class UpstreamRequest:
     def arm_try_timer(self, seconds: float | None) -> None:
         """``perTryTimeout``: from the end of the request to the end of the response."""
         if seconds and self.alive:
-            self.try_timer = self.down.loop.call_later(seconds, self._on_try_timeout)
+            self.try_timer = self.down.loop.call_later(
+                seconds, self.ex.guarded, self._on_try_timeout
+            )
 
     def _on_try_timeout(self) -> None:
         self.try_timer = None
@@ -102,6 +104,13 @@ class UpstreamRequest:
 
     # -- connection (PoolWaiter) -----------------------------------------------------------
     def on_connection(self, conn: UpstreamConnection) -> None:  # or an HTTP/2 connection
+        try:
+            self._on_connection(conn)
+        except Exception as fault:  # called from the pool's connect task too
+            self._release(False)
+            self.down.internal_error(fault, "request path")
+
+    def _on_connection(self, conn: UpstreamConnection) -> None:
         if not self.alive or self.conn is not None:
             conn.pool.release(conn)
             return
@@ -127,7 +136,7 @@ class UpstreamRequest:
         if self.alive:
             self._stop()
             kind = "connect-timeout" if timeout else "connect-failure"
-            self.ex.attempt_failed(self, kind, reason.encode())
+            self.ex.guarded(self.ex.attempt_failed, self, kind, reason.encode())
 
     # -- request body ----------------------------------------------------------------------
     def send(self, data: bytes) -> None:
@@ -229,6 +238,13 @@ class UpstreamRequest:
             self._stop()
             kind = "protocol-error" if protocol_error else "refused-stream" if refused else "reset"
             self.ex.attempt_failed(self, kind)
+
+    def on_internal_error(self, fault: Exception) -> None:
+        """A bug in the gateway's own code interrupted this attempt's response (the connection
+        was dropped, its host not blamed): the client connection maps it."""
+        self._release(False)
+        self._stop()
+        self.down.internal_error(fault, "response path")
 
     def on_upstream_upgrade(self, conn: UpstreamConnection, rest: bytes) -> None:
         if not self.alive:

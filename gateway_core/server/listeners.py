@@ -17,7 +17,7 @@ from gateway_core.server.tls import ServerTlsStore
 from gateway_core.snapshot import ListenerProtocol, ListenerSpec
 
 if TYPE_CHECKING:
-    from gateway_core.server.state import GatewayRuntime
+    from gateway_core.proxy.context import GatewayContext
 
 _log = logging.getLogger("gateway.listeners")
 
@@ -47,7 +47,7 @@ class ListenerRuntime:
 
 
 class ListenerSet:
-    def __init__(self, runtime: GatewayRuntime) -> None:
+    def __init__(self, runtime: GatewayContext) -> None:
         self._runtime = runtime
         self.listeners: dict[ListenerKey, ListenerRuntime] = {}
         self.accepting = True

@@ -20,7 +20,7 @@ from gateway_core.upstream.cluster import Cluster
 from gateway_core.upstream.cluster_manager import ClusterManager
 
 if TYPE_CHECKING:
-    from gateway_core.proxy.exchange import Exchange
+    from gateway_core.proxy.context import ExchangeOutcome
     from gateway_core.server.listeners import ListenerSet
 
 _log = logging.getLogger("gateway.state")
@@ -77,7 +77,7 @@ class GatewayRuntime:
         for warning in snapshot.warnings:
             _log.warning("%s", warning)
 
-    def observe(self, ex: Exchange, now: float) -> None:
+    def observe(self, ex: ExchangeOutcome, now: float) -> None:
         """Per-request bookkeeping: metrics and the access-log line (``now``: loop time)."""
         duration = now - ex.start
         flags = [f.value for f in ex.flags] if ex.flags else _NO_FLAGS
@@ -100,7 +100,7 @@ class GatewayRuntime:
                 bytes_received=ex.bytes_received,
                 bytes_sent=ex.bytes_sent,
                 request_id=ex.request_id or b"-",
-                client=ex.down.client_ip,
+                client=req.source_ip,
             )
 
     def cluster_samples(self) -> list[ClusterSample]:
@@ -125,6 +125,7 @@ class GatewayRuntime:
                     ejections_total=outlier.ejections_total if outlier is not None else 0,
                     hosts=len(c.hosts),
                     healthy_hosts=sum(1 for h in c.hosts if h.healthy),
+                    extra_data=s.extra_data,
                 )
             )
         return out

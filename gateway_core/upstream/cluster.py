@@ -59,6 +59,8 @@ class ClusterStats:
     connect_fail: int = 0
     connect_timeout: int = 0
     resets: int = 0
+    extra_data: int = 0
+    """Connections closed because the upstream sent bytes beyond its response."""
 
 
 class Cluster:
@@ -239,6 +241,16 @@ class Cluster:
         monitor = host.monitor
         if isinstance(monitor, HostMonitor) and monitor.record_local(origin):
             self._check_soon(host)
+
+    def on_extra_data(self, host: Host) -> None:
+        """An upstream sent more data than its response (nginx: "upstream sent more data than
+        specified"): counted, and the connection closes."""
+        self.stats.extra_data += 1
+        _log.warning(
+            "upstream %s sent more data than specified (cluster %s); connection closed",
+            host.label,
+            self.spec.key,
+        )
 
     def on_connected(self, host: Host) -> None:
         monitor = host.monitor

@@ -48,6 +48,7 @@ class PoolEvents(Protocol):
 
     def on_connected(self, host: Host) -> None: ...
     def on_connect_failed(self, host: Host, timeout: bool) -> None: ...
+    def on_extra_data(self, host: Host) -> None: ...
 
 
 class PoolGroup(Protocol[C]):
@@ -232,6 +233,9 @@ class HostPool(Generic[C]):
         self.idle.remove(oldest)
         oldest.close()
         return True
+
+    def on_extra_data(self) -> None:
+        self.group.events.on_extra_data(self.host)
 
     def on_closed(self, conn: C) -> None:
         if conn not in self.connections:

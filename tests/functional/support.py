@@ -19,6 +19,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from tests.helpers import GatewayHarness
 
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
 
 class _Fields:
     """Field lookups shared by the raw request and response (dataclasses declare ``headers``)."""
@@ -199,6 +202,19 @@ async def get(
     data = ("\r\n".join(lines) + "\r\n\r\n").encode()
     responses, _ = await send_raw(port, data, close_wait=0)
     return responses[0]
+
+
+async def metric_samples(admin: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of the admin server's ``/stats/prometheus``, by (name, sorted labels
+    without ``tier``)."""
+    async with aiohttp.ClientSession() as session, session.get(admin + "/stats/prometheus") as r:
+        text = await r.text()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = tuple(sorted((k, v) for k, v in sample.labels.items() if k != "tier"))
+            out[(sample.name, labels)] = sample.value
+    return out
 
 
 Handler = Callable[[RawRequest, asyncio.StreamWriter], Awaitable[bool]]

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
+
+from gateway_core.upstream.cluster import ClusterStats
+from gateway_core.upstream.host import Host
 
 
 class FakeTransport:
@@ -44,6 +48,8 @@ class FakeTransport:
 
 class FakePool:
     def __init__(self, reuse: bool = True) -> None:
+        self.cluster = SimpleNamespace(stats=ClusterStats(), spec=SimpleNamespace(key="c"))
+        self.host = Host("10.0.0.1", 80)
         self.reuse = reuse
         self.released: list[Any] = []
         self.closed: list[Any] = []
@@ -58,6 +64,9 @@ class FakePool:
     def on_closed(self, conn: Any) -> None:
         self.closed.append(conn)
 
+    def on_extra_data(self) -> None:
+        self.cluster.stats.extra_data += 1
+
     def cancel(self, waiter: Any) -> None:
         self.cancelled.append(waiter)
 
@@ -67,12 +76,15 @@ class FakeTimer:
         self.callback = callback
         self.args = args
         self.cancelled = False
+        self.fired = False
+        self.when = 0.0
 
     def cancel(self) -> None:
         self.cancelled = True
 
     def fire(self) -> None:
         assert not self.cancelled
+        self.fired = True
         self.callback(*self.args)
 
 
@@ -85,9 +97,24 @@ class FakeLoop:
         return self.now
 
     def call_later(self, delay: float, callback: Callable[..., None], *args: Any) -> FakeTimer:
+        return self.call_at(self.now + delay, callback, *args)
+
+    def call_at(self, when: float, callback: Callable[..., None], *args: Any) -> FakeTimer:
         timer = FakeTimer(callback, args)
+        timer.when = when
         self.timers.append(timer)
         return timer
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock and fire every timer due by then, in time order (timers a callback
+        arms are fired too when due)."""
+        self.now += seconds
+        while True:
+            due = [t for t in self.timers if not t.cancelled and not t.fired and t.when <= self.now]
+            if not due:
+                return
+            timer = min(due, key=lambda t: t.when)
+            timer.fire()
 
 
 class Recorder:

@@ -17,12 +17,12 @@ class _Callbacks:
     pass
 
 
-def _parser(upgrade: bool = False) -> httptools.HttpRequestParser:
+def _parser(upgrade: bool = False, to: bytes = b"websocket") -> httptools.HttpRequestParser:
     """A parser whose should_upgrade() answers ``upgrade`` (it has parsed such a head)."""
     parser = httptools.HttpRequestParser(_Callbacks())
     head = b"GET / HTTP/1.1\r\nHost: h\r\n"
     if upgrade:
-        head += b"Connection: Upgrade\r\nUpgrade: websocket\r\n"
+        head += b"Connection: Upgrade\r\nUpgrade: " + to + b"\r\n"
     try:
         parser.feed_data(head + b"\r\n")
     except httptools.HttpParserUpgrade:
@@ -100,6 +100,42 @@ def test_websocket_upgrade_detected() -> None:
     assert check(headers)[2] is False
 
 
+def test_upgrade_on_http10_is_ignored() -> None:
+    """RFC 9110 §7.8: an HTTP/1.0 request's Upgrade is not acted on, even when llhttp saw
+    Connection: upgrade; the fast (joined) and the slow path agree."""
+    headers = [(b"host", b"h"), (b"upgrade", b"websocket"), (b"connection", b"upgrade")]
+    for joined in (None, dict(headers)):
+        got = check_head(
+            b"GET",
+            headers,
+            http11=False,
+            default_authority=b"",
+            parser=_parser(upgrade=True),
+            joined=joined,
+        )
+        assert got == (b"h", "none", False)
+
+
+@pytest.mark.parametrize(
+    ("to", "http11"), [(b"h2c", True), (b"websocket", False), (b"websocket", True)]
+)
+def test_body_with_a_refused_upgrade_is_400(to: bytes, http11: bool) -> None:
+    """llhttp would read the body of any request asking to upgrade as the next request; when
+    the gateway does not upgrade (h2c, HTTP/1.0) such a body is refused. A WebSocket upgrade the
+    gateway performs keeps its framing."""
+    headers = [(b"host", b"h"), (b"upgrade", to), (b"content-length", b"5")]
+    parser = _parser(upgrade=True, to=to)
+    performed = to == b"websocket" and http11
+    for joined in (None, dict(headers)):
+        args = {"http11": http11, "default_authority": b"", "parser": parser, "joined": joined}
+        if performed:
+            assert check_head(b"POST", headers, **args) == (b"h", "length", True)  # type: ignore[arg-type]
+        else:
+            with pytest.raises(BadRequest) as info:
+                check_head(b"POST", headers, **args)  # type: ignore[arg-type]
+            assert info.value.status == 400
+
+
 @pytest.mark.parametrize(
     ("authority", "ok"),
     [
@@ -117,10 +153,34 @@ def test_websocket_upgrade_detected() -> None:
         (b"h/x", False),
         (b"h\\x", False),
         (b"", False),
+        (b'h<x>"', False),
+        (b"h{x}", False),
+        (b"h|x", False),
+        (b"h^x", False),
+        (b"h`x", False),
+        (b"h%zz", False),
+        (b"h%4", False),
+        (b"h\x00", False),
+        (b"h\x80", False),
+        (b"[::1", False),
+        (b"::1", False),
+        (b"[g::1]", False),
+        (b"[1:2:3:4:5:6:7:8:9]", False),
+        (b"[::1]x", False),
+        (b"h:123456", False),
+        (b"10.0.0.1", True),
+        (b"10.0.0.1:8080", True),
+        (b"[2001:db8::1]:8443", True),
+        (b"[::ffff:10.0.0.1]", True),
+        (b"[v1.fe80::a+en1]", True),
+        (b"h_x~y-z.example", True),
+        (b"h%41", True),
+        (b"a!$&'()*+;=b", True),
     ],
 )
 def test_valid_authority(authority: bytes, ok: bool) -> None:
-    """Host values: no whitespace, comma, @, slash or backslash; the port is 1-65535."""
+    """Host values follow RFC 3986's authority: reg-name (unreserved, pct-encoded, sub-delims
+    but the comma), IPv4, or an IPv6 address / IPvFuture in brackets; the port is 1-65535."""
     assert valid_authority(authority) is ok
 
 
@@ -132,6 +192,7 @@ def test_request_target_forms() -> None:
     assert request_target(b"*", b"OPTIONS", headers) == (b"*", b"", None)
     assert request_target(b"http://evil:81/p?x", b"GET", headers) == (b"/p", b"x", b"evil:81")
     assert headers == [(b"x", b"1"), (b"host", b"evil:81")]
+    assert request_target(b"http://[::1]:8080/v6", b"GET", headers)[2] == b"[::1]:8080"
     for bad in (b"*", b"evil:443", b"http://", b"/a b"):
         with pytest.raises(BadRequest):
             request_target(bad, b"GET", [(b"host", b"h")])

@@ -143,10 +143,12 @@ def test_lost_before_response_reported() -> None:
 
 
 def test_unsolicited_bytes_abort() -> None:
-    """Bytes with no request outstanding mean a broken upstream: abort, never reuse."""
-    conn, transport, _, _ = connected()
+    """Bytes with no request outstanding mean a broken upstream: abort, never reuse; counted
+    as extra data."""
+    conn, transport, pool, _ = connected()
     conn.data_received(b"HTTP/1.1 200 OK\r\n\r\n")
     assert transport.aborted
+    assert pool.cluster.stats.extra_data == 1
 
 
 def test_detach_silences_the_connection() -> None:
@@ -162,7 +164,8 @@ def test_detach_silences_the_connection() -> None:
 
 def test_each_read_ends_with_a_flush() -> None:
     """After every read that did not end the request the sink is told to flush, so a head and
-    the body bytes of the same read reach the client in one write."""
+    the body bytes of the same read reach the client in one write; the read that ends it ends
+    with the completion (which flushes)."""
     conn, _, _, sink = connected()
     start(conn, sink)
     conn.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab")
@@ -173,5 +176,119 @@ def test_each_read_ends_with_a_flush() -> None:
         "flush",
         "on_response_body",
         "on_response_complete",
-        "flush",
     ]
+
+
+class ReleaseRecorder(FakePool):
+    """A pool that hands a released connection to the next request at once, as a real pool
+    with a waiter does: what the connection parses after that reaches ``next_sink``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.next_sink = Recorder()
+
+    def release(self, conn: Any) -> None:
+        super().release(conn)
+        start(conn, self.next_sink)
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+        b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nPOISON",
+        b"HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nPOISON",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokH",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nokHTTP/1.1 200",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok garbage",
+    ],
+)
+def test_bytes_after_a_complete_response_close_the_connection(read: bytes) -> None:
+    """Issue 9, defect 6: a second response (or any byte) after a complete response in the same
+    read is never parsed for the next request. The response completes, not reusable; the
+    connection closes and is counted."""
+    pool = ReleaseRecorder()
+    conn = UpstreamConnection(pool)  # type: ignore[arg-type]
+    transport = FakeTransport()
+    conn.connection_made(transport)  # type: ignore[arg-type]
+    sink = Recorder()
+    start(conn, sink)
+    conn.data_received(read)
+    body = [] if read.startswith(b"HTTP/1.1 204") else ["on_response_body"]
+    assert sink.names() == ["on_response_head", *body, "on_response_complete"]
+    assert sink.events()[-1] == ("on_response_complete", (False,))
+    assert b"POISON" not in b"".join(a[0] for n, a in sink.events() if n == "on_response_body")
+    assert pool.released == [] and pool.next_sink.calls == []
+    assert transport.aborted
+    assert pool.cluster.stats.extra_data == 1
+
+
+def test_head_response_followed_by_body_bytes_is_extra_data() -> None:
+    """A HEAD answer completes at its head; body bytes after it are extra data."""
+    conn, transport, pool, sink = connected()
+    start(conn, sink, head=True)
+    conn.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+    assert sink.names() == ["on_response_head", "on_response_complete"]
+    assert sink.events()[-1][1] == (False,)
+    assert transport.aborted and pool.released == []
+    assert pool.cluster.stats.extra_data == 1
+
+
+def test_empty_lines_after_a_response_are_harmless() -> None:
+    """A stray CRLF after a body (llhttp skips empty lines between messages) is no response:
+    the connection is reused."""
+    conn, transport, pool, sink = connected()
+    start(conn, sink)
+    conn.data_received(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok\r\n")
+    assert sink.events()[-1] == ("on_response_complete", (True,))
+    assert pool.released == [conn] and not transport.aborted
+    assert pool.cluster.stats.extra_data == 0
+
+
+class FailingSink(Recorder):
+    """A sink whose response-head handling has a bug."""
+
+    def on_response_head(self, *args: Any) -> None:
+        self.calls.append(("on_response_head", args))
+        raise RuntimeError("bug")
+
+
+def test_bug_in_the_sink_is_an_internal_error_not_a_protocol_error() -> None:
+    """Issue 9, defect 2: an exception the gateway's own code raises while a response is
+    parsed (httptools wraps it as a parser error) is mapped by the sink as an internal error:
+    the connection is dropped, nothing reports the upstream lost or broken."""
+    conn, transport, pool, _ = connected()
+    sink = FailingSink()
+    start(conn, sink)
+    conn.data_received(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+    names = sink.names()
+    assert names == ["on_response_head", "on_internal_error"]
+    assert isinstance(sink.events()[1][1][0], RuntimeError)
+    assert transport.aborted and pool.released == []
+    assert pool.cluster.stats.extra_data == 0
+
+
+def test_bug_after_release_leaves_the_reused_connection_alone() -> None:
+    """A bug raised once the response is handed on (the connection already back in its pool)
+    is still mapped by that sink, but the connection, now serving someone else, stays."""
+
+    class FailsOnComplete(Recorder):
+        def on_response_complete(self, reusable: bool) -> None:
+            self.calls.append(("on_response_complete", (reusable,)))
+            raise RuntimeError("bug")
+
+    pool = ReleaseRecorder()
+    conn = UpstreamConnection(pool)  # type: ignore[arg-type]
+    transport = FakeTransport()
+    conn.connection_made(transport)  # type: ignore[arg-type]
+    sink = FailsOnComplete()
+    start(conn, sink)
+    conn.data_received(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+    assert sink.names() == [
+        "on_response_head",
+        "on_response_body",
+        "on_response_complete",
+        "on_internal_error",
+    ]
+    assert pool.released == [conn] and not transport.aborted
+    assert conn.sink is pool.next_sink

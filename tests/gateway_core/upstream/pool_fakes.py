@@ -152,12 +152,16 @@ class Events:
 
     connected: list[str] = field(default_factory=list)
     failed: list[tuple[str, bool]] = field(default_factory=list)
+    extra_data: list[str] = field(default_factory=list)
 
     def on_connected(self, host: Host) -> None:
         self.connected.append(host.label)
 
     def on_connect_failed(self, host: Host, timeout: bool) -> None:
         self.failed.append((host.label, timeout))
+
+    def on_extra_data(self, host: Host) -> None:
+        self.extra_data.append(host.label)
 
 
 class Waiter:

@@ -1,0 +1,103 @@
+"""Data path: what the request path needs from the process, as interfaces defined on its side.
+
+Dependencies run one way, ``server → proxy``: the server's ``GatewayRuntime`` and
+``ListenerRuntime`` implement these protocols structurally, and nothing in ``proxy/`` imports
+``server/``. Unit tests drive the request path with the smallest objects that fit.
+"""
+
+from __future__ import annotations
+
+import random
+import ssl
+from collections.abc import Mapping, MutableSet
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from gateway_core.observability.metrics import GatewayMetrics
+    from gateway_core.proxy.flags import ResponseFlag
+    from gateway_core.routing.actions import WeightedCluster
+    from gateway_core.routing.request import RequestHead
+    from gateway_core.routing.route_table import RouteEntry
+    from gateway_core.settings import GatewaySettings
+    from gateway_core.snapshot import ServerSpec, Snapshot
+    from gateway_core.upstream.cluster import Cluster
+    from gateway_core.upstream.host import Host
+
+
+class ExchangeOutcome(Protocol):
+    """What the process records about a finished exchange (metrics and the access log)."""
+
+    @property
+    def start(self) -> float: ...
+    @property
+    def status(self) -> int: ...
+    @property
+    def flags(self) -> tuple[ResponseFlag, ...]: ...
+    @property
+    def req(self) -> RequestHead: ...
+    @property
+    def host(self) -> Host | None: ...
+    @property
+    def target(self) -> WeightedCluster | None: ...
+    @property
+    def entry(self) -> RouteEntry | None: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def bytes_received(self) -> int: ...
+    @property
+    def bytes_sent(self) -> int: ...
+    @property
+    def request_id(self) -> bytes: ...
+
+
+class GatewayContext(Protocol):
+    """The process as one client connection and its exchanges see it."""
+
+    @property
+    def settings(self) -> GatewaySettings: ...
+    @property
+    def metrics(self) -> GatewayMetrics: ...
+    @property
+    def rng(self) -> random.Random: ...
+    @property
+    def sticky_key(self) -> bytes: ...
+    @property
+    def health_path(self) -> bytes: ...
+    @property
+    def ready(self) -> bool: ...
+    @property
+    def draining(self) -> bool: ...
+    @property
+    def snapshot(self) -> Snapshot: ...
+    @property
+    def clusters(self) -> Mapping[str, Cluster]: ...
+    @property
+    def connections(self) -> MutableSet[Any]:
+        """Open client connections (the process drains and closes them)."""
+
+    def observe(self, ex: ExchangeOutcome, now: float) -> None:
+        """Per-request bookkeeping once an exchange finished (``now``: loop time)."""
+
+
+class TlsAdmission(Protocol):
+    """A TLS listener's decision about a completed handshake."""
+
+    def admit(self, conn: ssl.SSLObject) -> str | None:
+        """A reason to close the connection, or None."""
+
+    def server_of(self, conn: ssl.SSLObject) -> ServerSpec:
+        """The server (and so the route table) the handshake selected."""
+
+
+class ListenerContext(Protocol):
+    """The listener a client connection arrived on."""
+
+    @property
+    def port(self) -> int: ...
+    @property
+    def default_route_table(self) -> str: ...
+    @property
+    def default_authority(self) -> bytes: ...
+    @property
+    def tls(self) -> TlsAdmission | None: ...
