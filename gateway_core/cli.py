@@ -121,6 +121,11 @@ def _parser(role: RoleDefaults) -> argparse.ArgumentParser:
     ex.add_argument("-X", "--method", default="GET")
     ex.add_argument("--source-ip", default="127.0.0.1")
     ex.add_argument(
+        "--http2",
+        action="store_true",
+        help="the client speaks HTTP/2 (decides useClientProtocol upstreams)",
+    )
+    ex.add_argument(
         "--admin-address",
         type=_address,
         metavar="HOST:PORT",
@@ -238,7 +243,7 @@ def _explain(args: argparse.Namespace, role: RoleDefaults) -> int:
         for diag in result.diagnostics.errors:
             print(diag, file=sys.stderr)
         return 1
-    res = explain(result.snapshot, Call(args.url, args.method, headers, args.source_ip))
+    res = explain(result.snapshot, Call(args.url, args.method, headers, args.source_ip, args.http2))
     if args.json:
         print(json.dumps(asdict(res), indent=2))
     else:
@@ -249,6 +254,8 @@ def _explain(args: argparse.Namespace, role: RoleDefaults) -> int:
 def _explain_live(args: argparse.Namespace, headers: tuple[tuple[str, str], ...]) -> int:
     host, port = args.admin_address
     query = [("url", args.url), ("method", args.method), ("source_ip", args.source_ip)]
+    if args.http2:
+        query.append(("http2", "1"))
     query += [("header", f"{n}: {v}") for n, v in headers]
     url = f"http://{host}:{port}/explain?{urllib.parse.urlencode(query)}"
     with urllib.request.urlopen(url, timeout=5) as resp:
@@ -280,6 +287,8 @@ def _header(text: str) -> tuple[str, str]:
 
 def format_result(res: Result, raw_destinations: list[dict[str, object]] | None = None) -> str:
     lines = [f"listener:        {res.listener or '-'}", f"gateway server:  {res.server or '-'}"]
+    if res.downstream_protocol:
+        lines.append(f"client protocol: {res.downstream_protocol}")
     lines.append(f"virtual host:    {res.virtual_host or '-'}")
     if res.route is None:
         lines.append(f"result:          {res.reason}")
@@ -306,6 +315,7 @@ def format_result(res: Result, raw_destinations: list[dict[str, object]] | None 
                 f"  -> {d['host']}:{d['port']} subset={d['subset'] or '-'} weight={d['weight']} "
                 f"share={float(str(d['share'])) * 100:.1f}%  cluster {d['cluster']}"
             )
+            lines.append(f"       upstream protocol: {d.get('protocol', '-')}")
             levels = d.get("priorities") or ()
             assert isinstance(levels, (list, tuple))
             if len(levels) > 1:

@@ -1,7 +1,8 @@
 """Data path: ``DownstreamProtocol``, one client connection (HTTP/1.1, optionally over TLS).
 
 It parses requests with llhttp (httptools), checks them the way a strict proxy must
-(robustness.md §2, with ``request_checks.py``), keeps responses in request order for pipelined
+(with ``request_checks.py``: RFC 9112's framing, field and request-target rules, §2.2, §3,
+§5, §6.1, §6.3, §7.1), keeps responses in request order for pipelined
 requests, and relays flow control between client and upstream (``ClientConnection``, its base,
 has what does not depend on parsing). Each request becomes an ``Exchange``. Beyond llhttp:
 414/431 limits; header fields whose names contain an underscore are dropped (Envoy

@@ -1,6 +1,6 @@
 """Data path: the checks of a request head that a strict proxy makes beyond llhttp's own.
 
-robustness.md §2 and §8: exactly one Host whose value follows RFC 3986's authority grammar
+Exactly one Host whose value follows RFC 3986's authority grammar
 (reg-name, IP-literal or IPv4 address, and an optional port 1-65535; RFC 9112 §3.2 requires
 400 otherwise, as Envoy answers); no CONNECT; Transfer-Encoding only on HTTP/1.1, only
 ``chunked`` (final, once) and never together with Content-Length (RFC 9112 §6.1: 400, then

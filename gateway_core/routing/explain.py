@@ -13,7 +13,14 @@ from urllib.parse import urlsplit
 from gateway_core.config.hosts import host_matches
 from gateway_core.routing.actions import DirectResponseAction, RedirectAction, RouteAction
 from gateway_core.routing.request import RequestHead
-from gateway_core.snapshot import EndpointSpec, ListenerProtocol, ServerSpec, Snapshot
+from gateway_core.snapshot import (
+    ClusterSpec,
+    EndpointSpec,
+    ListenerProtocol,
+    ServerSpec,
+    Snapshot,
+    UpstreamProtocol,
+)
 from gateway_core.upstream.lb.priority import priority_load
 
 
@@ -23,6 +30,9 @@ class Call:
     method: str = "GET"
     headers: tuple[tuple[str, str], ...] = ()
     source_ip: str = "127.0.0.1"
+    http2: bool = False
+    """The client speaks HTTP/2 (``--http2``: ALPN h2 over TLS, h2c prior knowledge in
+    plaintext); it decides the upstream protocol of ``useClientProtocol`` clusters."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +46,8 @@ class Destination:
     endpoints: tuple[dict[str, object], ...] = ()
     priorities: tuple[dict[str, object], ...] = ()
     """Per priority level: endpoints and the load it gets with every endpoint healthy."""
+    protocol: str = "HTTP/1.1"
+    """What the gateway speaks to this destination's hosts (and why)."""
 
 
 @dataclass(slots=True)
@@ -52,6 +64,8 @@ class Result:
     status: int | None = None
     destinations: list[Destination] = field(default_factory=list)
     reason: str = ""
+    downstream_protocol: str = ""
+    """What the client speaks to the gateway on this listener."""
 
 
 def explain(snapshot: Snapshot, call: Call) -> Result:
@@ -70,6 +84,12 @@ def explain(snapshot: Snapshot, call: Call) -> Result:
         result.reason = f"no {protocol.value} listener on port {port}"
         return result
     result.listener = listener.name
+    if not call.http2:
+        result.downstream_protocol = "HTTP/1.1"
+    elif protocol is ListenerProtocol.HTTPS:
+        result.downstream_protocol = "HTTP/2 (TLS, ALPN h2)"
+    else:
+        result.downstream_protocol = "HTTP/2 (h2c, prior knowledge)"
     server = (
         _server_for_sni(listener.servers, host)
         if protocol is ListenerProtocol.HTTPS
@@ -145,9 +165,23 @@ def explain(snapshot: Snapshot, call: Call) -> Result:
                     share,
                     endpoints,
                     _levels(spec.endpoints if spec is not None else ()),
+                    upstream_protocol_of(spec, call.http2),
                 )
             )
     return result
+
+
+def upstream_protocol_of(spec: ClusterSpec | None, client_http2: bool) -> str:
+    """The upstream hop's protocol as the data path chooses it (``Exchange.route_to``)."""
+    if spec is None:
+        return "-"
+    tls = " over TLS (ALPN h2)" if spec.tls is not None else " (h2c)"
+    if spec.protocol is UpstreamProtocol.HTTP2:
+        return "HTTP/2" + tls
+    if spec.protocol is UpstreamProtocol.CLIENT:
+        chosen = "HTTP/2" + tls if client_http2 else "HTTP/1.1"
+        return f"{chosen}, the client's (useClientProtocol)"
+    return "HTTP/1.1" + (" over TLS" if spec.tls is not None else "")
 
 
 def _levels(endpoints: tuple[EndpointSpec, ...]) -> tuple[dict[str, object], ...]:

@@ -5,7 +5,9 @@ or ``record_local`` on the host's monitor, O(1), never ejecting anything itself.
 consecutive-error threshold is reached exactly, the call returns True and the caller schedules
 ``OutlierDetector.check(host)`` (Envoy posts the same event to its main thread).
 
-Error classes (Envoy, Istio translation in §3 of the semantics notes):
+Error classes (Envoy's outlier detection architecture overview and ``outlier_detection.proto``;
+Istio's translation: ``applyOutlierDetection`` in istio/istio
+``pilot/pkg/networking/core/cluster_traffic_policy.go``):
 
 * non-split mode (default): a local-origin failure counts as an upstream 5xx -- connect failure
   and reset as 503, timeout as 504 -- so it feeds both ``consecutive_5xx`` and

@@ -46,6 +46,9 @@ HOST_DOCS = (
     "docs/kubernetes.md",
     "docs/benchmarks.md",
     "docs/architecture.md",
+    "docs/config-reference.md",
+    "docs/tls.md",
+    "docs/http2-grpc.md",
     "deploy/compose/README.md",
 )
 SYSTEM_TOOLS = ("curl", "make")  # README's requirements

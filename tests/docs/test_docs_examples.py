@@ -111,7 +111,8 @@ def test_cli_error_example_is_real_output(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The broken.yaml run in config-reference §2 prints exactly the documented lines."""
-    shown = fenced(CONFIG_REF, "A real run.", "```\n$ tier2-gateway validate").splitlines()
+    start = "```\n$ .venv/bin/tier2-gateway validate"
+    shown = fenced(CONFIG_REF, "A real run.", start).splitlines()
     monkeypatch.chdir(tmp_path)
     (tmp_path / "broken.yaml").write_text(fenced(CONFIG_REF, "A real run."), encoding="utf-8")
     rc = tier2_gateway.cli.main(["validate", "--config", "broken.yaml"])
@@ -153,7 +154,6 @@ spec:
 QUOTED = [
     "tls.mode defaults to PASSTHROUGH, which is not supported by this gateway: ",
     "protocol TCP is not supported by this gateway: it serves HTTP and HTTPS only",
-    "protocol HTTP2 is served as HTTP/1.1 by this gateway",
     "delegate is not supported by this gateway: put the delegated routes in this",
     "ignored: this gateway serves HTTP routes only",
     "ISTIO_MUTUAL: this gateway has no mesh identity and will connect in plaintext",

@@ -43,6 +43,25 @@ def test_explain_the_lab_tier1_with_a_cluster_selector() -> None:
     assert result.returncode == 0, result.stderr
     assert "subset=cluster-2 weight=100 share=100.0%" in result.stdout
     assert "endpoint tier2.cluster-2.lab:8443" in result.stdout
+    assert "client protocol: HTTP/1.1" in result.stdout
+    # The lab's DestinationRule sets h2UpgradePolicy: UPGRADE for the hop to Tier-2.
+    assert "upstream protocol: HTTP/2 over TLS (ALPN h2)" in result.stdout
+
+
+def test_explain_names_the_protocol_of_each_hop() -> None:
+    """--http2: the client hop is HTTP/2 (h2c on the plaintext port, ALPN h2 over TLS); gRPC
+    goes to Tier-2 over HTTP/2 because its ServiceEntry port says GRPC."""
+    plain = explain_lab(
+        "--http2",
+        "-H",
+        "X-CLUSTER-SELECTOR: cluster-3",
+        "http://grpc.example.com:8080/demo.v1.Demo/Hello",
+    )
+    assert plain.returncode == 0, plain.stderr
+    assert "client protocol: HTTP/2 (h2c, prior knowledge)" in plain.stdout
+    assert "upstream protocol: HTTP/2 over TLS (ALPN h2)" in plain.stdout
+    tls = explain_lab("--http2", "https://bookinfo.example.com:8443/productpage")
+    assert "client protocol: HTTP/2 (TLS, ALPN h2)" in tls.stdout
 
 
 def test_role_defaults_differ_between_tiers() -> None:

@@ -30,10 +30,11 @@ from gateway_core.config.validation._common import (
 )
 
 HTTP_PROTOCOLS = frozenset({"HTTP"})
-HTTP1_FALLBACK_PROTOCOLS = frozenset({"HTTP2", "GRPC", "GRPC-WEB"})
+H2_PROTOCOLS = frozenset({"HTTP2", "GRPC", "GRPC-WEB"})
+"""Plaintext servers like HTTP: every plaintext listener takes HTTP/1.1 and h2c."""
 TLS_PROTOCOLS = frozenset({"HTTPS", "TLS"})
 UNSUPPORTED_PROTOCOLS = frozenset({"TCP", "TLS", "MONGO", "REDIS", "MYSQL", "UDP"})
-KNOWN_PROTOCOLS = HTTP_PROTOCOLS | HTTP1_FALLBACK_PROTOCOLS | TLS_PROTOCOLS | UNSUPPORTED_PROTOCOLS
+KNOWN_PROTOCOLS = HTTP_PROTOCOLS | H2_PROTOCOLS | TLS_PROTOCOLS | UNSUPPORTED_PROTOCOLS
 
 VALID_CIPHER_SUITES = frozenset(
     {
@@ -98,7 +99,7 @@ def _validate_server(server: Server, path: str, rep: Reporter) -> None:
     _validate_bind(server, path, rep)
     if server.tls is not None:
         _validate_tls(server.tls, f"{path}.tls", rep)
-        if server.tls.https_redirect and protocol not in HTTP_PROTOCOLS | HTTP1_FALLBACK_PROTOCOLS:
+        if server.tls.https_redirect and protocol not in HTTP_PROTOCOLS | H2_PROTOCOLS:
             rep.warning(
                 f"{path}.tls.httpsRedirect",
                 "tls.httpsRedirect should only be used with http servers",
@@ -141,11 +142,6 @@ def _validate_port(server: Server, path: str, protocol: str, rep: Reporter) -> N
             f"{path}.port.protocol",
             f"protocol {protocol} is not supported by this gateway: it serves HTTP and HTTPS only",
         )
-    elif protocol in HTTP1_FALLBACK_PROTOCOLS:
-        rep.warning(
-            f"{path}.port.protocol",
-            f"protocol {protocol} is served as HTTP/1.1 by this gateway",
-        )
     if port.number > 0 or not (server.bind or "").startswith(UNIX_PREFIX):
         rep.error(f"{path}.port.number", port_error(port.number))
     if port.target_port is not None and port.target_port > 0:
@@ -177,7 +173,7 @@ def _validate_protocol_tls(server: Server, path: str, protocol: str, rep: Report
         return
     if tls is None:
         return
-    if protocol in HTTP_PROTOCOLS | HTTP1_FALLBACK_PROTOCOLS:
+    if protocol in HTTP_PROTOCOLS | H2_PROTOCOLS:
         passthrough = tls.mode in (ServerTLSMode.PASSTHROUGH, ServerTLSMode.AUTO_PASSTHROUGH)
         if not passthrough or _certificate_fields(tls):
             rep.error(

@@ -8,11 +8,13 @@ The module functions are Envoy's integer math (``load_balancer_impl.cc``), pure 
   ``min(remaining, health(P) * 100 // NTA)`` in order, degraded loads take what is left, and the
   rounding leftover goes to the first level with health > 0 (else the first with degraded > 0).
 
-Worked example (§2.1 of the semantics notes): three levels of 100 hosts with 25, 25 and 20 healthy
-have health 35, 35, 28 and NTA 98; ``3500 // 98 = 35``, 35, ``2800 // 98 = 28`` leave 2, which go
-to level 0: loads 37/35/28. A level keeps all its traffic while ``140 * healthy // total >= 100``,
-i.e. until fewer than ~71.4% of its hosts are healthy (seed article: 10 of 14 healthy -> 100/0,
-5 of 14 -> 50/50, none -> 0/100 against a healthy second level).
+Worked example (the 25/25/20 row of the table in Envoy's "Priority levels" architecture
+overview, computed exactly; the doc rounds it to 36/36/28): three levels of 100 hosts with 25,
+25 and 20 healthy have health 35, 35, 28 and NTA 98; ``3500 // 98 = 35``, 35,
+``2800 // 98 = 28`` leave 2, which go to level 0: loads 37/35/28. A level keeps all its
+traffic while ``140 * healthy // total >= 100``, i.e. until fewer than ~71.4% of its hosts are
+healthy (seed article: 10 of 14 healthy -> 100/0, 5 of 14 -> 50/50, none -> 0/100 against a
+healthy second level).
 
 Panic: only while NTA < 100, a level with ``healthy% + degraded% < threshold`` balances over all
 its hosts; when every level panics, load follows host counts. Threshold 0 never panics.

@@ -149,15 +149,12 @@ CASES: list[tuple[str, str, list[Expected]]] = [
         [(ERROR, f"{S0}.port.protocol", "protocol TLS is not supported by this gateway")],
     ),
     (
-        "http2-and-grpc-served-as-http1",
+        "http2-and-grpc-servers-are-plaintext-http-listeners",
         gateway(
             "{port: {number: 80, name: h2, protocol: HTTP2}, hosts: ['*']}",
             "{port: {number: 81, name: grpc, protocol: GRPC}, hosts: ['*']}",
         ),
-        [
-            (WARNING, f"{S0}.port.protocol", "protocol HTTP2 is served as HTTP/1.1"),
-            (WARNING, "spec.servers[1].port.protocol", "protocol GRPC is served as HTTP/1.1"),
-        ],
+        [],
     ),
     (
         "unknown-protocol",
