@@ -44,8 +44,8 @@ def test_explain_the_lab_tier1_with_a_cluster_selector() -> None:
     assert "subset=cluster-2 weight=100 share=100.0%" in result.stdout
     assert "endpoint tier2.cluster-2.lab:8443" in result.stdout
     assert "client protocol: HTTP/1.1" in result.stdout
-    # The lab's DestinationRule sets h2UpgradePolicy: UPGRADE for the hop to Tier-2.
-    assert "upstream protocol: HTTP/2 over TLS (ALPN h2)" in result.stdout
+    # bookinfo reaches Tier-2 over HTTP/1.1 with TLS (gRPC over HTTP/2: the next test).
+    assert "upstream protocol: HTTP/1.1 over TLS" in result.stdout
 
 
 def test_explain_names_the_protocol_of_each_hop() -> None:
