@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, ClassVar, Protocol, cast
 
 from gateway_core.proxy.client_info import origin_ip, trusts_https
 from gateway_core.proxy.errors import report_internal_error
@@ -24,13 +24,31 @@ from gateway_core.routing.request import RequestHead
 
 if TYPE_CHECKING:
     from gateway_core.proxy.context import GatewayContext, ListenerContext
-    from gateway_core.proxy.exchange import Exchange
+    from gateway_core.proxy.interfaces import ClientExchange
+
+
+class H2ConnectionFactory(Protocol):
+    """Builds the HTTP/2 connection a client connection is handed to (``H2Downstream``)."""
+
+    def __call__(
+        self,
+        runtime: GatewayContext,
+        listener: ListenerContext,
+        route_table: str,
+        scheme: bytes,
+        peer: tuple[str, int],
+        local: tuple[str, int],
+        /,
+    ) -> asyncio.Protocol: ...
 
 
 class ClientConnection(Http1ResponseWriter, asyncio.Protocol):
     http2 = False
     """The client speaks HTTP/1.x on this connection (``useClientProtocol`` reads it); a
-    connection that turns out to be HTTP/2 is handed to ``H2Downstream`` (``_become_h2``)."""
+    connection that turns out to be HTTP/2 is handed to ``h2_connection`` (``_become_h2``)."""
+    h2_connection: ClassVar[H2ConnectionFactory]
+    """Set by the concrete connection class (``DownstreamProtocol``: ``H2Downstream``), so
+    this base does not depend on the HTTP/2 side, which depends on the router."""
 
     __slots__ = (
         "_backlog",
@@ -87,9 +105,9 @@ class ClientConnection(Http1ResponseWriter, asyncio.Protocol):
         self.local_address: tuple[str, int] = ("", 0)
         self.trust_forwarded = runtime.settings.xff_trusted_hops > 0
         self.closed = False
-        self.current: Exchange | None = None
-        self.parsing: Exchange | None = None
-        self.queue: collections.deque[Exchange] = collections.deque()
+        self.current: ClientExchange | None = None
+        self.parsing: ClientExchange | None = None
+        self.queue: collections.deque[ClientExchange] = collections.deque()
         self.keep_alive = True
         self.http11 = True
         self.requests = 0
@@ -244,8 +262,6 @@ class ClientConnection(Http1ResponseWriter, asyncio.Protocol):
 
     def _become_h2(self, data: bytes) -> None:
         """Hand the connection to the HTTP/2 codec (ALPN ``h2``, or the h2c preface)."""
-        from gateway_core.proxy.h2_downstream import H2Downstream
-
         transport = self.transport
         assert transport is not None
         self.sniff = False
@@ -253,7 +269,7 @@ class ClientConnection(Http1ResponseWriter, asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
         self.runtime.connections.discard(self)
-        h2 = H2Downstream(
+        h2 = self.h2_connection(
             self.runtime,
             self.listener,
             self.route_table,

@@ -31,6 +31,7 @@ import httptools
 from gateway_core.proxy.client_conn import ClientConnection
 from gateway_core.proxy.errors import gateway_fault
 from gateway_core.proxy.exchange import Exchange
+from gateway_core.proxy.h2_downstream import H2Downstream
 from gateway_core.proxy.http1_wire import render
 from gateway_core.proxy.pipeline import heads_cut
 from gateway_core.proxy.request_checks import BadRequest, check_head, request_target
@@ -46,10 +47,13 @@ _BAD_REQUEST = (BadRequest,)
 
 if TYPE_CHECKING:
     from gateway_core.proxy.context import GatewayContext, ListenerContext
+    from gateway_core.proxy.interfaces import ClientExchange
 
 
 class DownstreamProtocol(ClientConnection):
     __slots__ = ("_body_left", "_feeding", "_hsize", "_tail", "_trailers", "parser")
+
+    h2_connection = H2Downstream
 
     def __init__(
         self,
@@ -283,7 +287,7 @@ class DownstreamProtocol(ClientConnection):
                 self.parsing = None
 
     # -- exchange completion -------------------------------------------------------------------
-    def exchange_finished(self, ex: Exchange, abort: bool) -> None:
+    def exchange_finished(self, ex: ClientExchange, abort: bool) -> None:
         now = self.loop.time()
         self.runtime.observe(ex, now)
         if ex is not self.current:

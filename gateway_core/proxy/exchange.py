@@ -38,7 +38,7 @@ from gateway_core.upstream.outlier import LocalOrigin
 from gateway_core.upstream.pool import Overflow
 
 if TYPE_CHECKING:
-    from gateway_core.proxy.downstream import DownstreamProtocol
+    from gateway_core.proxy.interfaces import Downstream
     from gateway_core.upstream.cluster import Cluster
 
 _NO_CLUSTERS: Mapping[str, Cluster] = MappingProxyType({})
@@ -95,9 +95,7 @@ class Exchange:
     wait: asyncio.TimerHandle | None
     req_trailers: HeaderList | None
 
-    def __init__(
-        self, down: DownstreamProtocol, req: RequestHead, req_framing: str, upgrade: bool
-    ) -> None:
+    def __init__(self, down: Downstream, req: RequestHead, req_framing: str, upgrade: bool) -> None:
         # Chained assignments: one of these is built for every request.
         self.down = down
         self.req = req

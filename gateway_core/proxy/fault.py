@@ -8,16 +8,39 @@ draws are independent, abort first, with the gateway's seeded random source.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 from gateway_core.proxy.flags import ResponseFlag
-from gateway_core.routing.actions import FaultSpec, RouteAction
+from gateway_core.routing.actions import FaultSpec, HeaderList, RouteAction
 
 if TYPE_CHECKING:
-    from gateway_core.proxy.exchange import Exchange
+    from gateway_core.proxy.interfaces import Downstream
 
 
-def inject(ex: Exchange, fault: FaultSpec, action: RouteAction) -> bool:
+class FaultTarget(Protocol):
+    """The exchange a fault applies to (``Exchange`` implements it)."""
+
+    flags: tuple[ResponseFlag, ...]
+    wait: asyncio.TimerHandle | None
+
+    @property
+    def down(self) -> Downstream: ...
+    def local_reply(
+        self,
+        status: int,
+        flag: ResponseFlag | None,
+        body: bytes | None = None,
+        extra: HeaderList | None = None,
+        *,
+        grpc_status: int | None = None,
+    ) -> None: ...
+    def guarded(self, step: Callable[..., None], *args: object) -> None: ...
+    def route_to(self, action: RouteAction) -> None: ...
+
+
+def inject(ex: FaultTarget, fault: FaultSpec, action: RouteAction) -> bool:
     """Apply ``fault``; True when it took over the exchange (aborted it or delays it)."""
     down = ex.down
     rng = down.runtime.rng

@@ -38,6 +38,7 @@ from gateway_core.proxy.request_checks import BadRequest
 
 if TYPE_CHECKING:
     from gateway_core.proxy.context import GatewayContext, ListenerContext
+    from gateway_core.proxy.interfaces import ClientExchange
 
 _log = logging.getLogger("gateway.h2")
 
@@ -155,7 +156,7 @@ class H2Downstream(asyncio.Protocol):
             stream.reply_bad_request(rej.status, rej.message, head.method == b"HEAD")
             return
         self.streams[head.stream_id] = stream
-        ex = Exchange(stream, req, framing, False)  # type: ignore[arg-type]
+        ex = Exchange(stream, req, framing, False)
         stream.ex = ex
         ex.begin()
 
@@ -202,7 +203,7 @@ class H2Downstream(asyncio.Protocol):
         for stream in list(self.streams.values()):
             stream.window_opened()
 
-    def stream_finished(self, stream: H2Stream, ex: Exchange, abort: bool) -> None:
+    def stream_finished(self, stream: H2Stream, ex: ClientExchange, abort: bool) -> None:
         self.runtime.observe(ex, self.loop.time())
         self.streams.pop(stream.stream_id, None)
         if stream.reset_by_peer or self.closed:

@@ -9,7 +9,7 @@ the router's ``RequestHead`` (RFC 9113 §8.3: ``:authority`` is the Host).
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from gateway_core.proxy.client_info import origin_ip, trusts_https
 from gateway_core.proxy.codec.events import RequestHead as H2RequestHead
@@ -19,9 +19,9 @@ from gateway_core.routing.actions import HeaderList
 from gateway_core.routing.request import RequestHead, join_headers
 
 if TYPE_CHECKING:
-    from gateway_core.proxy.context import GatewayContext
-    from gateway_core.proxy.exchange import Exchange
-    from gateway_core.proxy.h2_downstream import H2Downstream
+    from gateway_core.proxy.codec.http2 import H2ServerCodec
+    from gateway_core.proxy.context import GatewayContext, ListenerContext
+    from gateway_core.proxy.interfaces import ClientExchange, ExchangeView
 
 HIGH_WATER = 262144
 """Response bytes buffered for a stream the client does not read: above this, stop reading its
@@ -30,7 +30,41 @@ _SERVER = (b"server", b"multicluster-gateway")
 _CANCEL = 8
 
 
-def request_from_head(conn: H2Downstream, head: H2RequestHead) -> tuple[RequestHead, str]:
+class H2StreamOwner(Protocol):
+    """The HTTP/2 connection a stream belongs to (``H2Downstream`` implements it)."""
+
+    @property
+    def runtime(self) -> GatewayContext: ...
+    @property
+    def listener(self) -> ListenerContext: ...
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+    @property
+    def codec(self) -> H2ServerCodec: ...
+    @property
+    def route_table(self) -> str: ...
+    @property
+    def scheme(self) -> bytes: ...
+    @property
+    def client_ip(self) -> str: ...
+    @property
+    def client_ip_bytes(self) -> bytes: ...
+    @property
+    def peer_address(self) -> tuple[str, int]: ...
+    @property
+    def local_address(self) -> tuple[str, int]: ...
+    @property
+    def trust_forwarded(self) -> bool: ...
+    @property
+    def draining(self) -> bool: ...
+    @property
+    def transport_paused(self) -> bool: ...
+
+    def flush(self) -> None: ...
+    def stream_finished(self, stream: H2Stream, ex: ClientExchange, abort: bool) -> None: ...
+
+
+def request_from_head(conn: H2StreamOwner, head: H2RequestHead) -> tuple[RequestHead, str]:
     """The router's view of an HTTP/2 request and the body framing it implies upstream
     (``none`` with END_STREAM on the head, ``length`` with a Content-Length, else chunked)."""
     method = head.method
@@ -84,10 +118,10 @@ class H2Stream:
     """Only read by HTTP/1.1 framing decisions; an HTTP/2 stream frames every body itself."""
     http2 = True
 
-    def __init__(self, conn: H2Downstream, stream_id: int) -> None:
+    def __init__(self, conn: H2StreamOwner, stream_id: int) -> None:
         self.conn = conn
         self.stream_id = stream_id
-        self.ex: Exchange | None = None
+        self.ex: ClientExchange | None = None
         self.keep_alive = True
         self.tunnel: object | None = None
         self.head_only = False
@@ -176,7 +210,9 @@ class H2Stream:
             self.conn.flush()
 
     # -- response events -----------------------------------------------------------------------
-    def send_local_reply(self, ex: Exchange, status: int, body: bytes, extra: HeaderList) -> None:
+    def send_local_reply(
+        self, ex: ExchangeView, status: int, body: bytes, extra: HeaderList
+    ) -> None:
         headers: HeaderList = []
         if body:
             headers.append((b"content-type", b"text/plain"))
@@ -211,7 +247,7 @@ class H2Stream:
         raise AssertionError("HTTP/2 streams never upgrade")  # exchanges start with upgrade off
 
     def send_response_head(
-        self, ex: Exchange, status: int, headers: HeaderList, framing: str, length: bytes | None
+        self, ex: ExchangeView, status: int, headers: HeaderList, framing: str, length: bytes | None
     ) -> None:
         self.head_only = head_only = ex.req.method == b"HEAD" or framing == "none"
         fields = list(headers)
@@ -259,7 +295,7 @@ class H2Stream:
                 ex.upstream.resume_reading()
 
     # -- completion --------------------------------------------------------------------------------
-    def exchange_finished(self, ex: Exchange, abort: bool) -> None:
+    def exchange_finished(self, ex: ClientExchange, abort: bool) -> None:
         self.conn.stream_finished(self, ex, abort)
 
     def internal_error(self, fault: Exception, where: str) -> None:

@@ -33,7 +33,7 @@ from gateway_core.proxy.codec.events import (
 from gateway_core.proxy.codec.http2 import H2ClientCodec
 
 if TYPE_CHECKING:
-    from gateway_core.proxy.exchange import Exchange
+    from gateway_core.proxy.interfaces import ExchangeView
     from gateway_core.proxy.upstream_conn import ResponseSink
     from gateway_core.upstream.connector import ConnectionOwner
     from gateway_core.upstream.mux_pool import MuxHostPool
@@ -164,7 +164,7 @@ class H2UpstreamConnection(asyncio.Protocol):
         return max(room, 0)
 
     def open_stream(
-        self, sink: ResponseSink, ex: Exchange, expect_no_body: bool, complete: bool
+        self, sink: ResponseSink, ex: ExchangeView, expect_no_body: bool, complete: bool
     ) -> H2UpstreamStream:
         method, path, authority, headers = messages.request_fields(ex)
         stream_id = self.codec.start_request(

@@ -20,7 +20,7 @@ from gateway_core.proxy.headers import fields_text
 from gateway_core.routing.actions import HeaderList
 
 if TYPE_CHECKING:
-    from gateway_core.proxy.exchange import Exchange
+    from gateway_core.proxy.interfaces import ExchangeView
 
 REASONS: dict[int, bytes] = {s.value: s.phrase.encode() for s in HTTPStatus}
 _STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, phrase) for code, phrase in REASONS.items()}
@@ -111,7 +111,9 @@ class Http1ResponseWriter:
     def draining_now(self) -> bool:
         raise NotImplementedError
 
-    def send_local_reply(self, ex: Exchange, status: int, body: bytes, extra: HeaderList) -> None:
+    def send_local_reply(
+        self, ex: ExchangeView, status: int, body: bytes, extra: HeaderList
+    ) -> None:
         if not ex.request_done or ex.upgrade:
             self.keep_alive = False  # unread body bytes, or a client expecting a tunnel
         close = not self.keep_alive or self.draining_now()
@@ -125,7 +127,7 @@ class Http1ResponseWriter:
         self._write(switching_protocols(headers))
 
     def send_response_head(
-        self, ex: Exchange, status: int, headers: HeaderList, framing: str, length: bytes | None
+        self, ex: ExchangeView, status: int, headers: HeaderList, framing: str, length: bytes | None
     ) -> None:
         """``framing`` is how the upstream delimited the body (``length``, ``none``,
         ``chunked``, ``eof``)."""

@@ -17,7 +17,7 @@ from gateway_core.routing.request import RequestHead
 from gateway_core.routing.route_table import RouteEntry
 
 if TYPE_CHECKING:
-    from gateway_core.proxy.exchange import Exchange
+    from gateway_core.proxy.interfaces import ExchangeView
 
 
 def upstream_authority(req: RequestHead, entry: RouteEntry) -> bytes:
@@ -183,7 +183,7 @@ def response_headers(
 _TE_TRAILERS: HeaderList = [(b"te", b"trailers")]
 
 
-def request_fields(ex: Exchange) -> tuple[bytes, bytes, bytes, HeaderList]:
+def request_fields(ex: ExchangeView) -> tuple[bytes, bytes, bytes, HeaderList]:
     """The upstream request as HTTP/2 wants it: ``(method, path, authority, fields)``, the
     route's and destination's header operations applied, no connection-specific fields
     (RFC 9113 §8.2.2) and no Host (``:authority`` carries it, §8.3.1). ``te: trailers`` is

@@ -22,7 +22,7 @@ from gateway_core.upstream.pool import HostPool, Overflow
 
 if TYPE_CHECKING:
     from gateway_core.observability.metrics import GatewayMetrics
-    from gateway_core.proxy.exchange import Exchange
+    from gateway_core.proxy.interfaces import ExchangeView
     from gateway_core.upstream.cluster import Cluster
     from gateway_core.upstream.host import Host
 
@@ -137,7 +137,7 @@ class MirrorRequest:
             self.timer = None
 
 
-def send_mirrors(ex: Exchange, body: bytes) -> None:
+def send_mirrors(ex: ExchangeView, body: bytes) -> None:
     """Shadow the (complete, buffered) request of ``ex`` to its route's mirror clusters."""
     entry = ex.entry
     if entry is None or ex.upgrade:

@@ -2,8 +2,9 @@
 connections become an opaque byte relay until either side closes.
 
 Client bytes that follow the Upgrade request are held (pausing the client beyond 64 KiB) until
-the upstream agrees; upstream bytes flow through the attempt's ``UpstreamRequest`` in raw
-framing, so flow control and teardown work as for any response.
+the upstream agrees; then the attempt (``UpstreamRequest.on_upstream_upgrade``) opens the
+buffer, and upstream bytes flow through the attempt in raw framing, so flow control and
+teardown work as for any response.
 """
 
 from __future__ import annotations
@@ -11,10 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from gateway_core.proxy.downstream import DownstreamProtocol
-    from gateway_core.proxy.exchange import Exchange
+    from gateway_core.proxy.interfaces import Downstream
     from gateway_core.proxy.upstream_conn import UpstreamConnection
-    from gateway_core.proxy.upstream_request import UpstreamRequest
 
 _HOLD_LIMIT = 65536
 
@@ -24,7 +23,7 @@ class ClientTunnelBuffer:
 
     __slots__ = ("down", "held", "size", "upstream")
 
-    def __init__(self, down: DownstreamProtocol, rest: bytes) -> None:
+    def __init__(self, down: Downstream, rest: bytes) -> None:
         self.down = down
         self.held: list[bytes] = [rest] if rest else []
         self.size = len(rest)
@@ -45,18 +44,3 @@ class ClientTunnelBuffer:
             conn.write(chunk)
         self.held.clear()
         self.down.resume_reading("tunnel")
-
-
-def start_tunnel(
-    ex: Exchange, ureq: UpstreamRequest, conn: UpstreamConnection, rest: bytes
-) -> None:
-    """Called when the upstream switched protocols: relay both directions from now on."""
-    buffer = ex.down.tunnel
-    if not isinstance(buffer, ClientTunnelBuffer):
-        # The client's parser never saw its upgrade complete; never tunnel blindly.
-        ureq.abandon()
-        ex.attempt_failed(ureq, "protocol-error")
-        return
-    if rest:
-        ureq.on_response_body(rest)
-    buffer.open(conn)

@@ -31,7 +31,7 @@ from gateway_core.proxy.errors import gateway_fault
 from gateway_core.proxy.http1_wire import last_chunk
 
 if TYPE_CHECKING:
-    from gateway_core.proxy.exchange import Exchange
+    from gateway_core.proxy.interfaces import ExchangeView
     from gateway_core.upstream.connector import ConnectionOwner
 
 MAX_HEADER_BYTES = 61440
@@ -152,7 +152,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- the request as events (an HTTP/1.1 connection is its own one stream) ----------------
     def open_stream(
-        self, sink: ResponseSink, ex: Exchange, expect_no_body: bool, complete: bool
+        self, sink: ResponseSink, ex: ExchangeView, expect_no_body: bool, complete: bool
     ) -> UpstreamConnection:
         """Start the exchange's request on this connection: its head now (``complete``: the
         head is the whole request); body events follow in the client's framing."""

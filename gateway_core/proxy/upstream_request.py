@@ -10,18 +10,19 @@ so nothing an abandoned attempt's connection does later can reach the exchange.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 from gateway_core.proxy import messages
 from gateway_core.proxy.flags import ResponseFlag
-from gateway_core.proxy.tunnel import start_tunnel
+from gateway_core.proxy.interfaces import ExchangeView
+from gateway_core.proxy.tunnel import ClientTunnelBuffer
 from gateway_core.proxy.upstream_conn import UpstreamConnection
 from gateway_core.routing.actions import HeaderList
 from gateway_core.upstream.outlier import LocalOrigin
 
 if TYPE_CHECKING:
-    from gateway_core.proxy.downstream import DownstreamProtocol
-    from gateway_core.proxy.exchange import Exchange
+    from gateway_core.proxy.interfaces import Downstream
     from gateway_core.upstream.host import Host
     from gateway_core.upstream.pool import HostPool
 
@@ -46,6 +47,24 @@ FAILURES: dict[str, tuple[LocalOrigin, int, ResponseFlag, str]] = {
 }
 
 
+class AttemptOwner(ExchangeView, Protocol):
+    """The exchange an attempt belongs to, as the attempt sees it (``Exchange`` implements
+    it): the attempt reports its outcomes here, and only while it is the current one."""
+
+    activity: float
+    bytes_sent: int
+
+    @property
+    def req_trailers(self) -> HeaderList | None: ...
+    def attempt_response_head(
+        self, ureq: UpstreamRequest, status: int, headers: HeaderList, framing: str
+    ) -> None: ...
+    def attempt_complete(self, ureq: UpstreamRequest) -> None: ...
+    def attempt_failed(self, ureq: UpstreamRequest, kind: str, reason: bytes = b"") -> None: ...
+    def guarded(self, step: Callable[..., None], *args: object) -> None: ...
+    def stop_timers(self) -> None: ...
+
+
 class UpstreamRequest:
     __slots__ = (
         "alive",
@@ -66,14 +85,14 @@ class UpstreamRequest:
 
     def __init__(
         self,
-        ex: Exchange,
+        ex: AttemptOwner,
         host: Host,
         pool: HostPool[UpstreamConnection],
         pending: list[bytes],
         size: int,
     ) -> None:
         self.ex = ex
-        self.down: DownstreamProtocol = ex.down
+        self.down: Downstream = ex.down
         self.host = host
         self.pool = pool
         self.framing = ex.req_framing
@@ -250,8 +269,18 @@ class UpstreamRequest:
         if not self.alive:
             conn.detach()
             return
-        self.ex.stop_timers()  # a WebSocket may stay open and idle as long as it likes
-        start_tunnel(self.ex, self, conn, rest)
+        ex = self.ex
+        ex.stop_timers()  # a WebSocket may stay open and idle as long as it likes
+        # The upstream switched protocols: relay both directions from now on.
+        buffer = self.down.tunnel
+        if not isinstance(buffer, ClientTunnelBuffer):
+            # The client's parser never saw its upgrade complete; never tunnel blindly.
+            self.abandon()
+            ex.attempt_failed(self, "protocol-error")
+            return
+        if rest:
+            self.on_response_body(rest)
+        buffer.open(conn)
 
     # -- flow control ------------------------------------------------------------------------
     def upstream_pause(self) -> None:
