@@ -41,7 +41,7 @@ from gateway_core.upstream.outlier import HostMonitor, LocalOrigin, OutlierDetec
 from gateway_core.upstream.pool import HostPool
 from gateway_core.upstream.pools import ClusterPools
 from gateway_core.upstream.resources import ResourceManager
-from gateway_core.utils.clock import Clock
+from gateway_core.utils.clock import Clock, Scheduler
 
 _log = logging.getLogger("gateway.cluster")
 
@@ -75,7 +75,10 @@ class Cluster:
         tls_store: ClientContextStore,
         h2_connector: Connector[Any] | None = None,
         existing: Mapping[HostKey, Host] | None = None,
+        loop: Scheduler | None = None,
     ) -> None:
+        """``loop``: the pools' timers and clock (the running loop unless given; tests drive
+        the pools with a fake one)."""
         self.spec = spec
         self.rng = rng
         self.clock = clock
@@ -84,7 +87,7 @@ class Cluster:
         # Built here, on the control path (a reload); connections only read the slot.
         self.tls = tls_store.slot(spec.tls) if spec.tls is not None else None
         self.pools: ClusterPools[Any] = ClusterPools(
-            self.resources, spec.limits, connector, self, self.tls
+            self.resources, spec.limits, connector, self, self.tls, loop=loop
         )
         self.h2_pools: ClusterPools[Any] | None = None
         """Multiplexed pools, for HTTP/2 clusters (and ``useClientProtocol`` ones)."""
@@ -92,7 +95,7 @@ class Cluster:
             h2_tls = tls_store.slot(spec.tls, H2_ALPN) if spec.tls is not None else None
             self.h2_pools = ClusterPools(
                 self.resources, spec.limits, h2_connector, self, h2_tls,
-                max_streams=spec.max_concurrent_streams,
+                loop=loop, max_streams=spec.max_concurrent_streams,
             )  # fmt: skip
         self._sweep_timer: asyncio.TimerHandle | None = None
         self.outlier = (
