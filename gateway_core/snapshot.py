@@ -178,7 +178,19 @@ class UpstreamTls:
 
 
 @dataclass(frozen=True, slots=True)
+class GrpcHealthCheckPolicy:
+    """``grpc.health.v1.Health/Check`` with ``service``; ``authority`` overrides the call's
+    ``:authority`` (default: the TLS server name, else the endpoint ``address:port``)."""
+
+    service_name: str = ""
+    authority: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class HealthCheckPolicy:
+    """An HTTP GET of ``path`` (``expected_statuses`` pass), or, with ``grpc``, a gRPC health
+    call that passes on ``SERVING``; the counting is the same for both."""
+
     path: str = "/healthz/ready"
     interval: float = 5.0
     timeout: float = 1.0
@@ -186,6 +198,13 @@ class HealthCheckPolicy:
     healthy_threshold: int = 2
     expected_statuses: tuple[int, ...] = (200,)
     host: str | None = None
+    grpc: GrpcHealthCheckPolicy | None = None
+
+    def describe(self) -> str:
+        """``GET /healthz/ready`` or ``grpc.health.v1 Check 'svc'`` (logs, task names)."""
+        if self.grpc is not None:
+            return f"grpc.health.v1 Check {self.grpc.service_name!r}"
+        return f"GET {self.path}"
 
 
 @dataclass(frozen=True, slots=True)

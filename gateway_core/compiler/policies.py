@@ -21,6 +21,7 @@ from gateway_core.config.destination_rule import (
 )
 from gateway_core.config.extensions import HealthCheck, StickySession, StickyTarget
 from gateway_core.snapshot import (
+    GrpcHealthCheckPolicy,
     HashKeyKind,
     HashKeySpec,
     HealthCheckPolicy,
@@ -193,6 +194,9 @@ def translate_health_check(hc: HealthCheck | None) -> HealthCheckPolicy | None:
         healthy_threshold=hc.healthy_threshold,
         expected_statuses=tuple(hc.expected_statuses),
         host=hc.host,
+        grpc=None
+        if hc.grpc is None
+        else GrpcHealthCheckPolicy(service_name=hc.grpc.service_name, authority=hc.grpc.authority),
     )
 
 

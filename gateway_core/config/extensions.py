@@ -11,6 +11,7 @@ shape follows ``DestinationRule``: a ``host`` (same matching rules) plus policy 
       host: bookinfo.tier2.mesh
       healthCheck: {path: /healthz/ready, interval: 2s, timeout: 1s,
                     unhealthyThreshold: 2, healthyThreshold: 2}
+      # or, for gRPC hosts: healthCheck: {grpc: {serviceName: ""}, interval: 2s}
       stickySession: {cookie: {name: gw-affinity, ttl: 1h}, target: SUBSET}
       spillover: {enabled: true}
 """
@@ -27,9 +28,20 @@ EXTENSION_GROUP = "gateway.multicluster.dev"
 EXTENSION_VERSIONS = ("v1alpha1",)
 
 
-class HealthCheck(ApiModel):
-    """Active HTTP(S) health check of every endpoint of the host (Tier-1 probing Tier-2)."""
+class GrpcHealthCheck(ApiModel):
+    """Probe with ``grpc.health.v1.Health/Check`` instead of an HTTP GET (Envoy's
+    ``grpc_health_check``): ``serviceName`` is the ``service`` of the request (``""``: the
+    server as a whole), ``authority`` the ``:authority`` of the call."""
 
+    service_name: str = ""
+    authority: str | None = None
+
+
+class HealthCheck(ApiModel):
+    """Active health check of every endpoint of the host: an HTTP(S) GET of ``path``
+    (Tier-1 probing Tier-2), or a ``grpc.health.v1`` call when ``grpc`` is set."""
+
+    grpc: GrpcHealthCheck | None = None
     path: str = "/healthz/ready"
     interval: Duration = 5.0
     timeout: Duration = 1.0

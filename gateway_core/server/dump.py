@@ -8,6 +8,7 @@ from gateway_core.routing.actions import DirectResponseAction, RedirectAction, R
 from gateway_core.routing.route_table import RouteEntry
 from gateway_core.snapshot import ClusterSpec, Snapshot
 from gateway_core.upstream.cluster import Cluster
+from gateway_core.upstream.host import Host
 
 
 def snapshot_dump(snapshot: Snapshot) -> dict[str, Any]:
@@ -140,9 +141,7 @@ def cluster_spec_dump(spec: ClusterSpec) -> dict[str, Any]:
         "tls": None
         if spec.tls is None
         else {"mode": spec.tls.mode.value, "sni": spec.tls.sni, "ca_file": spec.tls.ca_file},
-        "health_check": None
-        if spec.health_check is None
-        else {"path": spec.health_check.path, "interval": spec.health_check.interval},
+        "health_check": _health_check_dump(spec),
         "endpoints": [
             {
                 "address": ep.address,
@@ -174,6 +173,7 @@ def cluster_state_dump(cluster: Cluster) -> dict[str, Any]:
                 "healthy": h.healthy,
                 "ejected": h.ejected,
                 "health_check_failed": h.hc_failed,
+                "health_check": _host_health_dump(cluster, h),
                 "active_requests": h.active_requests,
                 "total_requests": h.total_requests,
             }
@@ -200,4 +200,28 @@ def cluster_state_dump(cluster: Cluster) -> dict[str, Any]:
             "pools": len(cluster.pools),
             **cluster.resources.dump(),
         },
+    }
+
+
+def _health_check_dump(spec: ClusterSpec) -> dict[str, Any] | None:
+    hc = spec.health_check
+    if hc is None:
+        return None
+    if hc.grpc is not None:
+        grpc = {"service_name": hc.grpc.service_name, "authority": hc.grpc.authority}
+        return {"grpc": grpc, "interval": hc.interval, "timeout": hc.timeout}
+    return {"path": hc.path, "interval": hc.interval, "timeout": hc.timeout}
+
+
+def _host_health_dump(cluster: Cluster, host: Host) -> dict[str, Any] | None:
+    """The last active health-check observation of ``host`` (None before its first probe or
+    without health checks): status (HTTP code or gRPC serving status) and why it failed."""
+    state = cluster.health.health.get(host.key) if cluster.health is not None else None
+    if state is None:
+        return None
+    return {
+        "last_status": state.last_status,
+        "last_error": state.last_error,
+        "successes": state.successes,
+        "failures": state.failures,
     }

@@ -129,6 +129,7 @@ class Cluster:
                 clock,
                 self.on_host_change,
                 on_pass=self.outlier.uneject if self.outlier is not None else None,
+                tls_slot=self.tls,
             )
         self.set_hosts(hosts)
 
@@ -285,4 +286,5 @@ class Cluster:
         if tls is None:
             return None
         hc = self.spec.health_check
-        return upstream_server_hostname(tls, (hc.host if hc else None) or self.spec.service_host)
+        named = None if hc is None else hc.grpc.authority if hc.grpc is not None else hc.host
+        return upstream_server_hostname(tls, named or self.spec.service_host)

@@ -1,7 +1,8 @@
 """Tests: real grpcio servers (pods) and a bytes-level client for the functional gRPC tests.
 
 The service ``test.Echo`` carries raw bytes (no protobuf needed): every reply names the pod,
-so a test can count where each call went."""
+so a test can count where each call went. Every pod also serves ``grpc.health.v1`` (``SERVING``
+for ``""`` and ``test.Echo`` until a test says otherwise through ``GrpcPod.health``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 SERVICE = "test.Echo"
 
@@ -20,7 +22,18 @@ class GrpcPod:
     name: str
     port: int
     server: grpc.aio.Server
+    health: health.aio.HealthServicer
     calls: int = 0
+
+    async def set_serving(self, serving: bool) -> None:
+        """Health of the server and of ``test.Echo``: SERVING or NOT_SERVING."""
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for service in ("", SERVICE):
+            await self.health.set(service, status)
 
 
 def _handlers(pod: GrpcPod) -> grpc.GenericRpcHandler:
@@ -70,12 +83,21 @@ def _handlers(pod: GrpcPod) -> grpc.GenericRpcHandler:
     )
 
 
-async def start_pod(name: str) -> GrpcPod:
+async def start_pod(
+    name: str, *, credentials: grpc.ServerCredentials | None = None, port: int = 0
+) -> GrpcPod:
+    """A pod on 127.0.0.1 (``port`` 0 picks one), plaintext or TLS with ``credentials``."""
     server = grpc.aio.server()
-    port = server.add_insecure_port("127.0.0.1:0")
-    pod = GrpcPod(name, port, server)
+    address = f"127.0.0.1:{port}"
+    if credentials is not None:
+        port = server.add_secure_port(address, credentials)
+    else:
+        port = server.add_insecure_port(address)
+    pod = GrpcPod(name, port, server, health.aio.HealthServicer())
     server.add_generic_rpc_handlers((_handlers(pod),))
+    health_pb2_grpc.add_HealthServicer_to_server(pod.health, server)
     await server.start()
+    await pod.set_serving(True)
     return pod
 
 

@@ -8,8 +8,12 @@ exactly as docs/lab.md shows them.
 
 from __future__ import annotations
 
+import json
 import re
+import time
+import urllib.request
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -79,3 +83,29 @@ def test_client_over_h2c_spreads_unary_calls(lab: RunningLab) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     for pod in grpc_pods(lab, "cluster-2"):
         assert re.search(rf"^  {pod}\s+cluster-2\s+2$", result.stdout, re.M), result.stdout
+
+
+def test_tier2_health_checks_its_grpc_pods_over_grpc_health_v1(lab: RunningLab) -> None:
+    """deploy/lab/tier2/grpc.yaml's DestinationPolicy: cluster-2's Tier-2 gateway probes every
+    gRPC pod with grpc.health.v1 Check (demo.v1.Demo) and sees each one SERVING."""
+    host, port = lab.topology.cluster("cluster-2").gateway.admin
+    pods = grpc_pods(lab, "cluster-2")
+    deadline = time.monotonic() + 30
+    hosts: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"http://{host}:{port}/clusters", timeout=10) as resp:
+            clusters = json.load(resp)
+        hosts = next(
+            c["hosts"]
+            for key, c in clusters.items()
+            if key.endswith("|grpc-demo.bookinfo.svc.cluster.local")
+        )
+        probed = [h["health_check"] for h in hosts if h["health_check"] is not None]
+        if len(probed) == len(hosts) == len(pods) and all(
+            p["last_status"] == "SERVING" for p in probed
+        ):
+            break
+        time.sleep(0.2)
+    assert len(hosts) == len(pods), hosts
+    assert all(h["health_check"]["last_status"] == "SERVING" for h in hosts), hosts
+    assert not any(h["health_check_failed"] for h in hosts), hosts

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from gateway_core.snapshot import UNLIMITED, Discovery, LbKind
+from gateway_core.snapshot import (
+    UNLIMITED,
+    Discovery,
+    GrpcHealthCheckPolicy,
+    HealthCheckPolicy,
+    LbKind,
+)
 from tests.gateway_core.compiler.compiler_testkit import GATEWAY, snapshot, virtual_service
 
 SERVICE = (
@@ -209,3 +215,46 @@ spec:
     )
     [cluster] = snapshot(text).clusters.values()
     assert cluster.endpoints == ()
+
+
+def _destination_policy(health_check: str) -> str:
+    return f"""---
+apiVersion: gateway.multicluster.dev/v1alpha1
+kind: DestinationPolicy
+metadata: {{name: svc}}
+spec:
+  host: svc.example.internal
+  healthCheck: {health_check}
+"""
+
+
+def test_grpc_health_check_compiles_to_every_cluster_of_the_host() -> None:
+    """A ``grpc`` health check reaches every port and subset of the host with its service name,
+    authority, interval, timeout and thresholds; an HTTP one has no ``grpc`` part."""
+    snap = snapshot(
+        GATEWAY
+        + SERVICE
+        + RULE
+        + _destination_policy(
+            "{grpc: {serviceName: demo.v1.Demo, authority: svc.example.com}, interval: 2s, "
+            "timeout: 300ms, unhealthyThreshold: 3, healthyThreshold: 1}"
+        )
+    )
+    expected = HealthCheckPolicy(
+        interval=2.0,
+        timeout=0.3,
+        unhealthy_threshold=3,
+        healthy_threshold=1,
+        grpc=GrpcHealthCheckPolicy(service_name="demo.v1.Demo", authority="svc.example.com"),
+    )
+    for key in ("outbound|80|v1|svc.example.internal", "outbound|9000||svc.example.internal"):
+        assert snap.clusters[key].health_check == expected
+    default_service = snapshot(GATEWAY + SERVICE + SUBSETS_ONLY + _destination_policy("{grpc: {}}"))
+    hc = default_service.clusters["outbound|9000||svc.example.internal"].health_check
+    assert hc is not None
+    assert hc.grpc == GrpcHealthCheckPolicy(service_name="", authority=None)
+    assert hc.describe() == "grpc.health.v1 Check ''"
+    http = snapshot(GATEWAY + SERVICE + SUBSETS_ONLY + _destination_policy("{path: /ready}"))
+    http_hc = http.clusters["outbound|9000||svc.example.internal"].health_check
+    assert http_hc is not None
+    assert (http_hc.path, http_hc.grpc) == ("/ready", None)

@@ -22,8 +22,25 @@ SE = doc(
 )
 
 
+GRPC_SE = doc(
+    "ServiceEntry",
+    "hosts: [grpc-demo]\nports: [{number: 50051, name: grpc, protocol: GRPC}]\nresolution: DNS",
+    name="grpc-demo",
+)
+
+
 def policy(spec: str, *others: str) -> str:
     return join(*others, doc("DestinationPolicy", spec, name="p", api=API))
+
+
+def grpc_rule(tls: str) -> str:
+    """A DestinationRule for ``grpc-demo`` whose subset ``v1`` has the ``tls`` block (flow)."""
+    return doc(
+        "DestinationRule",
+        f"host: grpc-demo\nsubsets:\n- name: v1\n  labels: {{version: v1}}\n"
+        f"  trafficPolicy: {{tls: {tls}}}",
+        name="grpc-demo",
+    )
 
 
 CASES: list[tuple[str, str, list[Expected]]] = [
@@ -74,6 +91,88 @@ CASES: list[tuple[str, str, list[Expected]]] = [
         "health-check-sub-ms-interval",
         policy("host: bookinfo.tier2.mesh\nhealthCheck: {interval: 1.0001s}", SE),
         [(ERROR, "spec.healthCheck.interval", "only durations to ms precision are supported")],
+    ),
+    (
+        "grpc-health-check",
+        policy(
+            "host: grpc-demo\nhealthCheck: {grpc: {serviceName: demo.v1.Demo, authority: "
+            "grpc.example.com}, interval: 1s, timeout: 500ms}",
+            GRPC_SE,
+        ),
+        [],
+    ),
+    (
+        "grpc-health-check-with-http-fields",
+        policy(
+            "host: grpc-demo\nhealthCheck: {grpc: {}, path: /healthz, expectedStatuses: [200], "
+            "host: x.example, interval: 1s, timeout: 2s}",
+            GRPC_SE,
+        ),
+        [
+            (ERROR, "spec.healthCheck.path", "path does not apply to a gRPC health check"),
+            (
+                ERROR,
+                "spec.healthCheck.expectedStatuses",
+                "expectedStatuses does not apply to a gRPC health check (a gRPC probe passes "
+                "on SERVING)",
+            ),
+            (ERROR, "spec.healthCheck.host", "host does not apply to a gRPC health check"),
+            (WARNING, "spec.healthCheck.timeout", "timeout 2s is not shorter than interval 1s"),
+        ],
+    ),
+    (
+        "grpc-health-check-empty-authority",
+        policy("host: grpc-demo\nhealthCheck: {grpc: {authority: ''}}", GRPC_SE),
+        [(ERROR, "spec.healthCheck.grpc.authority", "authority '' must be a non-empty")],
+    ),
+    (
+        "grpc-health-check-insecure-skip-verify",
+        policy(
+            "host: grpc-demo\nhealthCheck: {grpc: {}}",
+            GRPC_SE,
+            grpc_rule("{mode: SIMPLE, insecureSkipVerify: true}"),
+        ),
+        [
+            (
+                ERROR,
+                "spec.healthCheck.grpc",
+                "DestinationRule default/grpc-demo sets tls.insecureSkipVerify, which a gRPC "
+                "health check cannot honour",
+            )
+        ],
+    ),
+    (
+        "grpc-health-check-subject-alt-names",
+        policy(
+            "host: grpc-demo\nhealthCheck: {grpc: {}}",
+            GRPC_SE,
+            grpc_rule("{mode: SIMPLE, subjectAltNames: [pod.example]}"),
+        ),
+        [
+            (
+                WARNING,
+                "spec.healthCheck.grpc",
+                "a gRPC health probe checks the certificate against the server name",
+            )
+        ],
+    ),
+    (
+        "grpc-health-check-with-verified-tls",
+        policy(
+            "host: grpc-demo\nhealthCheck: {grpc: {}}",
+            GRPC_SE,
+            grpc_rule("{mode: SIMPLE, sni: grpc.example.com}"),
+        ),
+        [],
+    ),
+    (
+        "http-health-check-ignores-tls-of-the-rule",
+        policy(
+            "host: grpc-demo\nhealthCheck: {path: /healthz}",
+            GRPC_SE,
+            grpc_rule("{mode: SIMPLE, insecureSkipVerify: true}"),
+        ),
+        [],
     ),
     (
         "sticky-cookie",
