@@ -80,6 +80,7 @@ class H2Downstream(asyncio.Protocol):
         self.closed = False
         self.draining = False
         self.transport_paused = False
+        self._flush_scheduled = False
         self.requests = 0
         self._timer: asyncio.TimerHandle | None = None
         self._idle_since = self.loop.time()
@@ -192,6 +193,17 @@ class H2Downstream(asyncio.Protocol):
         if data:
             self.transport.write(data)
 
+    def flush_soon(self) -> None:
+        """Write once per event-loop turn: responses finished by many upstream reads in one
+        turn go out in one TLS record and one system call."""
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush_now)
+
+    def _flush_now(self) -> None:
+        self._flush_scheduled = False
+        self.flush()
+
     def pause_writing(self) -> None:
         self.transport_paused = True
         for stream in self.streams.values():
@@ -212,7 +224,7 @@ class H2Downstream(asyncio.Protocol):
             self.codec.reset(stream.stream_id, INTERNAL_ERROR)
         elif not ex.request_done:
             self.codec.reset(stream.stream_id, NO_ERROR)  # RFC 9113 §8.1: body not needed
-        self.flush()
+        self.flush_soon()
         if not self.streams:
             self._idle_since = self.loop.time()
             if self.draining:

@@ -61,6 +61,7 @@ class H2StreamOwner(Protocol):
     def transport_paused(self) -> bool: ...
 
     def flush(self) -> None: ...
+    def flush_soon(self) -> None: ...
     def stream_finished(self, stream: H2Stream, ex: ClientExchange, abort: bool) -> None: ...
 
 
@@ -273,7 +274,7 @@ class H2Stream:
             codec.send_data(self.stream_id, b"", end_stream=True)
 
     def flush(self) -> None:
-        self.conn.flush()
+        self.conn.flush_soon()
 
     def write(self, data: bytes) -> None:
         raise AssertionError("HTTP/2 streams carry no raw bytes")  # only tunnels write raw
