@@ -1,6 +1,7 @@
 """Data path: ``Exchange``, the router: one request/response through the gateway, top to bottom.
 
-route → (local reply | CORS preflight | fault) → destination → attempt → stream back.
+route → the route's filter chain (``filters.py``: CORS, fault, then the action: a local answer,
+or the router) → destination → attempt → stream back.
 Everything is callback-driven: no task per request on the hot path. Each attempt is an
 ``UpstreamRequest``; a retry abandons the current one (its connection can no longer call back)
 and starts a new one after a jittered back-off, on a host not tried yet when there is one.
@@ -20,10 +21,11 @@ from functools import partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from gateway_core.proxy import cors, fault, grpc, messages
+from gateway_core.proxy import cors, grpc, messages
+from gateway_core.proxy.filters import run_chain
 from gateway_core.proxy.flags import ResponseFlag
 from gateway_core.proxy.headers import new_request_id
-from gateway_core.proxy.local_reply import DEFAULT_BODIES, route_answer
+from gateway_core.proxy.local_reply import DEFAULT_BODIES
 from gateway_core.proxy.mirror import send_mirrors
 from gateway_core.proxy.retry import IDEMPOTENT, RetryState, retriable_response
 from gateway_core.proxy.targets import choose_host, choose_target
@@ -134,19 +136,12 @@ class Exchange:
             self.local_reply(404, ResponseFlag.NO_ROUTE)
             return
         self.entry, self.match = entry, match
-        if entry.cors is not None:
-            self.cors_origin = cors.allowed_origin(entry.cors, req)
-            if self.cors_origin is not None and cors.is_preflight(req):
-                headers = cors.preflight_headers(entry.cors, self.cors_origin)
-                self.cors_origin = None
-                self.local_reply(200, None, b"", headers)
-                return
-        action = entry.action
-        if not isinstance(action, RouteAction):
-            self.local_reply(*route_answer(action, req, match, down.trusts_https(req)))
-            return
-        if entry.fault is None or not fault.inject(self, entry.fault, action):
-            self.route_to(action)
+        run_chain(self)  # CORS, fault, ... then the route's action (proxy/filters.py)
+
+    def continue_chain(self, index: int) -> None:
+        """Resume the route's filter chain at element ``index`` (after a fault delay)."""
+        self.wait = None
+        run_chain(self, index)
 
     def route_to(self, action: RouteAction) -> None:
         """Choose the destination and start the first attempt."""

@@ -2,8 +2,8 @@
 
 ``abort`` answers with its HTTP status, or HTTP 200 and its ``grpcStatus`` (flag ``FI``), for
 its percentage of requests; ``delay`` holds its percentage of requests for ``fixedDelay`` (flag
-``DI``) before they are routed. The two
-draws are independent, abort first, with the gateway's seeded random source.
+``DI``) before the rest of the route's filter chain runs. The two draws are independent,
+abort first, with the gateway's seeded random source.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from gateway_core.proxy.flags import ResponseFlag
-from gateway_core.routing.actions import FaultSpec, HeaderList, RouteAction
+from gateway_core.routing.actions import FaultSpec, HeaderList
 
 if TYPE_CHECKING:
     from gateway_core.proxy.interfaces import Downstream
@@ -37,11 +37,12 @@ class FaultTarget(Protocol):
         grpc_status: int | None = None,
     ) -> None: ...
     def guarded(self, step: Callable[..., None], *args: object) -> None: ...
-    def route_to(self, action: RouteAction) -> None: ...
+    def continue_chain(self, index: int) -> None: ...
 
 
-def inject(ex: FaultTarget, fault: FaultSpec, action: RouteAction) -> bool:
-    """Apply ``fault``; True when it took over the exchange (aborted it or delays it)."""
+def inject(ex: FaultTarget, fault: FaultSpec, index: int) -> bool:
+    """Apply ``fault`` (element ``index`` of the route's filter chain); True when it took
+    over the exchange: it aborted it, or delays it and then resumes the chain after itself."""
     down = ex.down
     rng = down.runtime.rng
     aborts = fault.abort_status or fault.abort_grpc_status is not None
@@ -53,6 +54,6 @@ def inject(ex: FaultTarget, fault: FaultSpec, action: RouteAction) -> bool:
         return True
     if fault.delay and rng.random() * 100 < fault.delay_percent:
         ex.flags += (ResponseFlag.DELAY_INJECTED,)
-        ex.wait = down.loop.call_later(fault.delay, ex.guarded, ex.route_to, action)
+        ex.wait = down.loop.call_later(fault.delay, ex.guarded, ex.continue_chain, index + 1)
         return True
     return False

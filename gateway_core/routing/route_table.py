@@ -18,6 +18,7 @@ from gateway_core.routing.actions import (
     MirrorSpec,
     RetrySpec,
     RewriteSpec,
+    RouteAction,
 )
 from gateway_core.routing.matchers import RequestMatch
 from gateway_core.routing.request import RequestHead
@@ -40,6 +41,21 @@ class RouteEntry:
     fault: FaultSpec | None = None
     mirrors: tuple[MirrorSpec, ...] = ()
     cors: CorsSpec | None = None
+    filters: tuple[FilterSpec, ...] = field(default=(), init=False)
+    """The route's compiled filter chain, in Envoy's HTTP filter order: CORS, fault, then the
+    terminal action (router, redirect or direct response). Built with the entry (at compile
+    time); the data path runs it (``proxy/filters.py``), never looks at the fields again to
+    decide what to do. Filters added later (authentication, authorization, rate limiting)
+    take their place before the action without any change to the exchange."""
+
+    def __post_init__(self) -> None:
+        chain: list[FilterSpec] = []
+        if self.cors is not None:
+            chain.append(self.cors)
+        if self.fault is not None and isinstance(self.action, RouteAction):
+            chain.append(self.fault)  # Istio only injects faults on routed requests
+        chain.append(self.action)
+        object.__setattr__(self, "filters", tuple(chain))
 
     def match(self, req: RequestHead) -> RequestMatch | bool | None:
         """The first matching ``match`` block, ``True`` for a rule without match blocks, or None."""
@@ -49,6 +65,10 @@ class RouteEntry:
             if block.matches(req):
                 return block
         return None
+
+
+FilterSpec = CorsSpec | FaultSpec | Action
+"""One element of a route's filter chain: a filter's compiled settings, or the action."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)

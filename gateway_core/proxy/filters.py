@@ -1,0 +1,116 @@
+"""Data path: the per-route HTTP filter chain (Envoy's HTTP connection manager filters).
+
+Each route carries its chain, compiled with it (``RouteEntry.filters``): CORS, fault, then the
+terminal action. ``run_chain`` walks it for one exchange; each element's handler either lets the
+request continue (False) or takes it over (True): it answered it, holds it (a fault delay,
+which resumes the chain at the next element with ``continue_chain``), or routed it. The action
+always takes it over: the router starts the first attempt, a redirect or direct response
+answers locally.
+
+A new filter is a compiled settings class in ``routing/`` (placed in the chain by
+``RouteEntry``) and a handler registered here; the exchange does not change. Response-side
+work stays where the response is built: CORS response headers and cookies join the response
+fields (``Exchange._response_extra``), header operations are applied by
+``messages.response_headers``/``request_head`` (in Envoy, too, route header operations belong to
+the router, not to a filter).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from gateway_core.proxy import cors, fault
+from gateway_core.proxy.flags import ResponseFlag
+from gateway_core.proxy.local_reply import route_answer
+from gateway_core.routing.actions import (
+    CorsSpec,
+    DirectResponseAction,
+    FaultSpec,
+    HeaderList,
+    RedirectAction,
+    RouteAction,
+)
+
+if TYPE_CHECKING:
+    from gateway_core.proxy.interfaces import Downstream
+    from gateway_core.routing.matchers import RequestMatch
+    from gateway_core.routing.request import RequestHead
+    from gateway_core.routing.route_table import RouteEntry
+
+
+class FilterTarget(fault.FaultTarget, Protocol):
+    """What the filters use of an exchange (``Exchange`` implements it)."""
+
+    cors_origin: bytes | None
+
+    @property
+    def req(self) -> RequestHead: ...
+    @property
+    def entry(self) -> RouteEntry | None: ...
+    @property
+    def match(self) -> RequestMatch | None: ...
+    @property
+    def down(self) -> Downstream: ...
+    def route_to(self, action: RouteAction) -> None: ...
+    def local_reply(
+        self,
+        status: int,
+        flag: ResponseFlag | None,
+        body: bytes | None = None,
+        extra: HeaderList | None = None,
+        *,
+        grpc_status: int | None = None,
+    ) -> None: ...
+    def guarded(self, step: Callable[..., None], *args: object) -> None: ...
+
+
+def run_chain(ex: FilterTarget, start: int = 0) -> None:
+    """Run the route's chain from element ``start`` until an element takes the request."""
+    entry = ex.entry
+    assert entry is not None
+    chain = entry.filters
+    for index in range(start, len(chain)):
+        spec = chain[index]
+        if _HANDLERS[type(spec)](ex, spec, index):
+            return
+
+
+def _cors(ex: FilterTarget, spec: Any, index: int) -> bool:
+    """Envoy's CORS filter: remember an allowed origin (its response headers come later);
+    answer a preflight from an allowed origin here."""
+    assert isinstance(spec, CorsSpec)
+    req = ex.req
+    origin = ex.cors_origin = cors.allowed_origin(spec, req)
+    if origin is not None and cors.is_preflight(req):
+        ex.cors_origin = None
+        ex.local_reply(200, None, b"", cors.preflight_headers(spec, origin))
+        return True
+    return False
+
+
+def _fault(ex: FilterTarget, spec: Any, index: int) -> bool:
+    assert isinstance(spec, FaultSpec)
+    return fault.inject(ex, spec, index)
+
+
+def _route(ex: FilterTarget, spec: Any, index: int) -> bool:
+    ex.route_to(spec)
+    return True
+
+
+def _answer(ex: FilterTarget, spec: Any, index: int) -> bool:
+    """A redirect or direct response: the route answers for itself."""
+    req = ex.req
+    ex.local_reply(*route_answer(spec, req, ex.match, ex.down.trusts_https(req)))
+    return True
+
+
+_HANDLERS: dict[type, Callable[[FilterTarget, Any, int], bool]] = {
+    CorsSpec: _cors,
+    FaultSpec: _fault,
+    RouteAction: _route,
+    RedirectAction: _answer,
+    DirectResponseAction: _answer,
+}
+"""One handler per kind of chain element."""
