@@ -261,7 +261,12 @@ class H2Stream:
         if not self.head_only and data:
             codec = self.conn.codec
             codec.send_data(self.stream_id, data)
-            if not self.upstream_paused and codec.buffered(self.stream_id) > HIGH_WATER:
+            # While the socket takes nothing, what the windows admit waits in the codec's
+            # output: stop this upstream too, or a client that opened large windows and never
+            # reads would have every new stream's whole response buffered.
+            if not self.upstream_paused and (
+                self.conn.transport_paused or codec.buffered(self.stream_id) > HIGH_WATER
+            ):
                 self.pause_upstream()
 
     def end_response(self, trailers: HeaderList | None) -> None:

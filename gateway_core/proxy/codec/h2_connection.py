@@ -19,7 +19,7 @@ outbound flood limit) instead of growing our buffers.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from h2.config import H2Configuration
@@ -58,6 +58,20 @@ from gateway_core.proxy.codec.h2_streams import H2Streams, _Stream
 
 _DEFAULT_WINDOW = 65_535
 MAX_STREAM_ID = 2**31 - 1
+_SLICE = 16_384
+"""h2 is handed at most this many bytes at a time, and the limits are checked after each
+slice: a flood trips after the slice that broke a limit, not after a whole read (up to 256 KiB,
+some 10 000 streams of rapid reset, a third of a second of the event loop)."""
+
+
+def _slices(pieces: list[bytes | memoryview | GoAway]) -> Iterator[bytes | memoryview | GoAway]:
+    for piece in pieces:
+        if isinstance(piece, GoAway) or len(piece) <= _SLICE:
+            yield piece
+            continue
+        view = memoryview(piece)
+        for start in range(0, len(view), _SLICE):
+            yield view[start : start + _SLICE]
 
 
 class H2Codec(H2Streams):
@@ -125,7 +139,7 @@ class H2Codec(H2Streams):
 
     def _receive(self, pieces: list[bytes | memoryview | GoAway], events: list[Event]) -> None:
         handlers = self._handlers
-        for piece in pieces:
+        for piece in _slices(pieces):
             if isinstance(piece, GoAway):
                 self._on_goaway(piece, events)
                 continue
@@ -158,14 +172,25 @@ class H2Codec(H2Streams):
                     handler(h2_event, events)
                     if self._dead:
                         return
+            if self._outbound_flood(events):
+                return
+        self._outbound_flood(events)
+
+    def _outbound_flood(self, events: list[Event]) -> bool:
+        """Fail the connection if the frames not yet taken by the transport pass the limits."""
         limits = self._limits
         if self._out_control > limits.max_outbound_control_frames:
             reason = "outbound control frame flood"
         elif self._out_frames > limits.max_outbound_frames:
             reason = "outbound frame flood"
         else:
-            return
+            return False
+        # The frames the flood made us owe are never sent: the GOAWAY goes out alone, so a
+        # peer whose socket still takes bytes gets it before the connection is closed.
+        self._out.clear()
+        self._conn.clear_outbound_data_buffer()
         events.append(self._fail(ErrorCode.ENHANCE_YOUR_CALM, reason, goaway=True))
+        return True
 
     def _on_data(self, event: DataReceived, out: list[Event]) -> None:
         sid = event.stream_id
