@@ -245,6 +245,41 @@ def test_tier1_serves_the_grpc_host_its_own_certificate(lab: RunningLab) -> None
     assert san.get_values_for_type(x509.DNSName) == ["grpc.example.com"]
 
 
+def test_readme_http2_and_grpc_commands_run_as_printed(lab: RunningLab, tmp_path: Path) -> None:
+    """The README's `curl --http2` lines and its gRPC client line, run verbatim with bash from
+    a folder laid out like the checkout (``.venv``, and ``.lab`` = this lab's workdir): HTTP/2
+    at Tier-1 (ALPN) and at a Tier-2 (h2c), and one channel's calls spread over all three
+    cluster-2 gRPC pods."""
+    (tmp_path / ".venv").symlink_to(ROOT / ".venv")
+    (tmp_path / ".lab").symlink_to(lab.workdir)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    lines = [
+        line
+        for line in readme.splitlines()
+        if line.startswith(("curl -sI --http2", ".venv/bin/gateway-lab grpc call"))
+    ]
+    assert len(lines) == 3, lines
+    lab.wait_healthy()
+    outputs = []
+    for line in lines:
+        result = subprocess.run(
+            ["bash", "-c", line],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, f"{line}: {result.stderr}\n{lab.diagnostics()}"
+        outputs.append(result.stdout)
+    assert outputs[0].startswith("HTTP/2 200"), outputs[0]
+    assert outputs[1].startswith("HTTP/2 301"), outputs[1]
+    pods = [p.name for p in lab.topology.pod_instances("cluster-2") if p.role == "grpc"]
+    assert len(pods) == 3
+    for pod in pods:
+        assert f"from {pod} (cluster-2)" in outputs[2], outputs[2]
+
+
 def test_status_kill_and_start_through_the_control_api(lab: RunningLab) -> None:
     """status lists every process; kill stops one, start brings it back ready."""
     status = lab.cli("status")
@@ -293,38 +328,3 @@ def test_sigint_stops_every_process(lab: RunningLab) -> None:
     assert "✓ every lab process has stopped" in lab.text()
     lab.child_pids += pids
     assert lab.alive_children() == []
-
-
-def test_readme_http2_and_grpc_commands_run_as_printed(lab: RunningLab, tmp_path: Path) -> None:
-    """The README's `curl --http2` lines and its gRPC client line, run verbatim with bash from
-    a folder laid out like the checkout (``.venv``, and ``.lab`` = this lab's workdir): HTTP/2
-    at Tier-1 (ALPN) and at a Tier-2 (h2c), and one channel's calls spread over all three
-    cluster-2 gRPC pods."""
-    (tmp_path / ".venv").symlink_to(ROOT / ".venv")
-    (tmp_path / ".lab").symlink_to(lab.workdir)
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    lines = [
-        line
-        for line in readme.splitlines()
-        if line.startswith(("curl -sI --http2", ".venv/bin/gateway-lab grpc call"))
-    ]
-    assert len(lines) == 3, lines
-    lab.wait_healthy()
-    outputs = []
-    for line in lines:
-        result = subprocess.run(
-            ["bash", "-c", line],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert result.returncode == 0, f"{line}: {result.stderr}\n{lab.diagnostics()}"
-        outputs.append(result.stdout)
-    assert outputs[0].startswith("HTTP/2 200"), outputs[0]
-    assert outputs[1].startswith("HTTP/2 301"), outputs[1]
-    pods = [p.name for p in lab.topology.pod_instances("cluster-2") if p.role == "grpc"]
-    assert len(pods) == 3
-    for pod in pods:
-        assert f"from {pod} (cluster-2)" in outputs[2], outputs[2]
