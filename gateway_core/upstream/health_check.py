@@ -27,7 +27,6 @@ import aiohttp
 
 from gateway_core.snapshot import HealthCheckPolicy
 from gateway_core.upstream.client_tls import ClientTlsSlot
-from gateway_core.upstream.grpc_health_check import GrpcProber
 from gateway_core.upstream.host import Host, HostKey
 from gateway_core.upstream.probe import Prober, ProbeResult
 from gateway_core.utils.clock import Clock
@@ -74,6 +73,9 @@ class HealthChecker:
         self._health: dict[HostKey, HostHealth] = {}
         self._prober: Prober
         if policy.grpc is not None:
+            # grpcio (about 12 MiB resident) is loaded only by gateways that probe over gRPC.
+            from gateway_core.upstream.grpc_health_check import GrpcProber
+
             self._prober = GrpcProber(policy.grpc, policy.timeout, tls_slot, server_hostname)
         else:
             self._prober = HttpProber(policy, ssl_context_factory, server_hostname)
