@@ -1,10 +1,11 @@
 """Data path: how a pool gets new connections, without knowing what a connection speaks.
 
 The pool (``upstream/pool.py``) manages connections through ``PooledConnection``, and a
-connection reports back to its pool through ``ConnectionOwner``. The connection class itself
-(HTTP/1.1 today: ``proxy/upstream_conn.py``) lives above this layer and is injected by the
-server as the protocol factory of a ``SocketConnector``, so ``upstream/`` never imports
-``proxy/``. Tests inject a fake ``Connector`` and drive the pool without sockets.
+connection reports back to its pool through ``ConnectionOwner``. The connection classes
+(``proxy/upstream_conn.py`` for HTTP/1.1, ``proxy/h2_upstream.py`` for HTTP/2) live above this
+layer and are injected by the server as protocol factories of ``SocketConnector``s, so
+``upstream/`` never imports ``proxy/``. Tests inject a fake ``Connector`` and drive the pool
+without sockets.
 
 A ``SocketConnector`` opens TCP, and TLS with the context the control path *published* in the
 cluster's ``ClientTlsSlot`` (no file is read here), then enforces ``subjectAltNames``. It has no

@@ -1,9 +1,7 @@
 """Tests (lab): ``gateway-lab scenario grpc`` and the gRPC client through Tier-1 and Tier-2.
 
-gRPC needs HTTP/2 on every hop, so these tests wait for the gateway's HTTP/2 codec: the module
-is skipped, with the reason printed, until ``gateway_core.proxy.codec.http2`` exists. They then
-run as they are: ``gateway-lab up`` in a subprocess, then the scenario and the client commands
-exactly as docs/lab.md shows them.
+gRPC needs HTTP/2 on every hop: ``gateway-lab up`` in a subprocess, then the scenario and the
+client commands exactly as docs/lab.md shows them.
 """
 
 from __future__ import annotations
@@ -16,12 +14,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-
-pytest.importorskip(
-    "gateway_core.proxy.codec.http2",
-    reason="the gateway does not speak HTTP/2 yet (no gateway_core.proxy.codec.http2): "
-    "gRPC cannot pass through Tier-1 and Tier-2",
-)
 
 from gateway_lab.demo_pod import GRPC_ROLE
 from gateway_lab.scenario_grpc import GRPC_CALLS, SHARE_TOLERANCE

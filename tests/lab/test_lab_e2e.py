@@ -226,7 +226,7 @@ def test_websocket_passes_through_both_tiers(lab: RunningLab) -> None:
 @pytest.mark.parametrize(("cluster", "count"), [("cluster-2", 3), ("cluster-3", 2)])
 def test_grpc_pods_answer_the_lab_client(lab: RunningLab, cluster: str, count: int) -> None:
     """Each gRPC demo pod answers `gateway-lab grpc call` (bidi) straight, naming itself.
-    Through the gateways: tests/lab/test_grpc_through_gateway.py (needs HTTP/2)."""
+    Through the gateways: tests/lab/test_grpc_through_gateway.py."""
     pods = [p for p in lab.topology.pod_instances(cluster) if p.role == "grpc"]
     assert len(pods) == count
     for pod in pods:
