@@ -21,26 +21,24 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway_core.proxy import cors, fault
-from gateway_core.proxy.flags import ResponseFlag
 from gateway_core.proxy.local_reply import route_answer
 from gateway_core.routing.actions import (
     CorsSpec,
     DirectResponseAction,
     FaultSpec,
-    HeaderList,
     RedirectAction,
     RouteAction,
 )
 
 if TYPE_CHECKING:
-    from gateway_core.proxy.interfaces import Downstream
     from gateway_core.routing.matchers import RequestMatch
     from gateway_core.routing.request import RequestHead
     from gateway_core.routing.route_table import RouteEntry
 
 
 class FilterTarget(fault.FaultTarget, Protocol):
-    """What the filters use of an exchange (``Exchange`` implements it)."""
+    """What the filters use of an exchange (``Exchange`` implements it): the fault filter's
+    needs, and these."""
 
     cors_origin: bytes | None
 
@@ -50,19 +48,7 @@ class FilterTarget(fault.FaultTarget, Protocol):
     def entry(self) -> RouteEntry | None: ...
     @property
     def match(self) -> RequestMatch | None: ...
-    @property
-    def down(self) -> Downstream: ...
     def route_to(self, action: RouteAction) -> None: ...
-    def local_reply(
-        self,
-        status: int,
-        flag: ResponseFlag | None,
-        body: bytes | None = None,
-        extra: HeaderList | None = None,
-        *,
-        grpc_status: int | None = None,
-    ) -> None: ...
-    def guarded(self, step: Callable[..., None], *args: object) -> None: ...
 
 
 def run_chain(ex: FilterTarget, start: int = 0) -> None:
