@@ -56,7 +56,21 @@ def test_no_tracked_file_names_a_machine_path() -> None:
 
 def test_the_machine_path_pattern_catches_what_it_should() -> None:
     """The pattern flags the kinds of path that crept in before, and spares ordinary ones."""
-    flagged = [b'SAMPLES = Path("/work/shared/istio-samples")', b"/home/dev/x", b"C:\\Users\\me"]
-    spared = [b"/etc/gateway/certs", b"/tmp/lab", b"$HOME/work/x", b"https://a.example/work/x"]
+    # Built from parts, so this file holds no such path itself.
+    flagged = [
+        b'SAMPLES = Path("' + _path("work", "shared", "istio-samples") + b'")',
+        _path("home", "dev", "x"),
+        b"C:\\Users\\me",
+    ]
+    spared = [
+        _path("etc", "gateway", "certs"),
+        _path("tmp", "lab"),
+        b"$HOME" + _path("work", "x"),
+        b"https://a.example" + _path("work", "x"),
+    ]
     assert [bool(MACHINE_PATH.search(s)) for s in flagged] == [True] * len(flagged)
     assert [bool(MACHINE_PATH.search(s)) for s in spared] == [False] * len(spared)
+
+
+def _path(*parts: str) -> bytes:
+    return ("/" + "/".join(parts)).encode()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 from gateway_core.proxy.client_info import origin_ip, trusts_https
 from gateway_core.proxy.codec.events import RequestHead as H2RequestHead
 from gateway_core.proxy.errors import report_internal_error
+from gateway_core.proxy.interfaces import ClientFacts
 from gateway_core.proxy.request_checks import BadRequest, request_target, valid_authority
 from gateway_core.routing.actions import HeaderList
 from gateway_core.routing.request import RequestHead, join_headers
@@ -30,31 +31,15 @@ _SERVER = (b"server", b"multicluster-gateway")
 _CANCEL = 8
 
 
-class H2StreamOwner(Protocol):
+class H2StreamOwner(ClientFacts, Protocol):
     """The HTTP/2 connection a stream belongs to (``H2Downstream`` implements it)."""
 
     @property
-    def runtime(self) -> GatewayContext: ...
-    @property
     def listener(self) -> ListenerContext: ...
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop: ...
     @property
     def codec(self) -> H2ServerCodec: ...
     @property
-    def route_table(self) -> str: ...
-    @property
     def scheme(self) -> bytes: ...
-    @property
-    def client_ip(self) -> str: ...
-    @property
-    def client_ip_bytes(self) -> bytes: ...
-    @property
-    def peer_address(self) -> tuple[str, int]: ...
-    @property
-    def local_address(self) -> tuple[str, int]: ...
-    @property
-    def trust_forwarded(self) -> bool: ...
     @property
     def draining(self) -> bool: ...
     @property

@@ -26,12 +26,9 @@ if TYPE_CHECKING:
     from gateway_core.upstream.cluster import Cluster
 
 
-class Downstream(Protocol):
-    """The client side of one exchange: its connection's facts, flow control, and the response
-    events each codec turns into bytes or frames."""
-
-    keep_alive: bool
-    """The connection persists after this response (an exchange may turn it off)."""
+class ClientFacts(Protocol):
+    """What a client connection knows of itself: the process, its loop, the route table its
+    listener (or TLS server) selects, and the client's addresses."""
 
     @property
     def runtime(self) -> GatewayContext: ...
@@ -49,6 +46,15 @@ class Downstream(Protocol):
     def local_address(self) -> tuple[str, int]: ...
     @property
     def trust_forwarded(self) -> bool: ...
+
+
+class Downstream(ClientFacts, Protocol):
+    """The client side of one exchange: its connection's facts, flow control, and the response
+    events each codec turns into bytes or frames."""
+
+    keep_alive: bool
+    """The connection persists after this response (an exchange may turn it off)."""
+
     @property
     def http2(self) -> bool: ...
     @property

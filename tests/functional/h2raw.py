@@ -38,7 +38,7 @@ from gateway_lab.demo_pod import STATE
 from tests.conftest import free_port
 from tests.functional.h2client import H2Client
 from tests.functional.support import config
-from tests.gateway_core.proxy.codec.h2_testkit import GET
+from tests.gateway_core.proxy.codec.h2_testkit import GET, headers_frame
 
 if TYPE_CHECKING:
     from tests.helpers import GatewayHarness, PodHandle
@@ -157,8 +157,7 @@ class RawH2:
         end_stream: bool = True,
         end_headers: bool = True,
     ) -> HeadersFrame:
-        flags = [f for f, on in (("END_STREAM", end_stream), ("END_HEADERS", end_headers)) if on]
-        return HeadersFrame(stream_id, self.encoder.encode(fields), flags=flags)
+        return headers_frame(stream_id, self.encoder.encode(fields), end_stream, end_headers)
 
     def get(self, stream_id: int, path: str, *, end_stream: bool = True) -> HeadersFrame:
         return self.headers(stream_id, request(path), end_stream=end_stream)

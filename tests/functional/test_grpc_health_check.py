@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from tests.conftest import free_port
-from tests.functional.grpc_pods import SERVICE, EchoClient, GrpcPod, start_pod
+from tests.functional.grpc_pods import SERVICE, EchoClient
 from tests.functional.support import gateway_yaml, lab_certs, service_entry
 
 ECHO = "outbound|80||echo.grpc.local"
@@ -50,20 +49,6 @@ spec:
     unhealthyThreshold: 2
     healthyThreshold: 2
 """
-
-
-@pytest.fixture
-async def grpc_pods() -> AsyncIterator[Callable[[int], Any]]:
-    started: list[GrpcPod] = []
-
-    async def start(n: int) -> list[GrpcPod]:
-        pods = [await start_pod(f"pod{i}") for i in range(n)]
-        started.extend(pods)
-        return pods
-
-    yield start
-    for pod in started:
-        await pod.server.stop(0)
 
 
 async def _hosts(admin: str, cluster: str) -> list[dict[str, Any]]:

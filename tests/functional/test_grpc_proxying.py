@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from tests.conftest import free_port
-from tests.functional.grpc_pods import EchoClient, GrpcPod, start_pod
+from tests.functional.grpc_pods import EchoClient, GrpcPod
 from tests.functional.support import gateway_yaml, lab_certs, service_entry
 
 ROUTE = """---
@@ -26,20 +26,6 @@ spec:
   http:
   - route: [{destination: {host: echo.grpc.local}}]
 """
-
-
-@pytest.fixture
-async def grpc_pods() -> AsyncIterator[Callable[[int], Any]]:
-    started: list[GrpcPod] = []
-
-    async def start(n: int) -> list[GrpcPod]:
-        pods = [await start_pod(f"pod{i}") for i in range(n)]
-        started.extend(pods)
-        return pods
-
-    yield start
-    for pod in started:
-        await pod.server.stop(0)
 
 
 async def _tier2(gateway: Callable[..., Any], pods: list[GrpcPod], **settings: Any) -> int:

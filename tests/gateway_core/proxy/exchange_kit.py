@@ -22,24 +22,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry
-
-from gateway_core.observability.metrics import GatewayMetrics
 from gateway_core.pipeline import build_snapshot
 from gateway_core.proxy.downstream import DownstreamProtocol
 from gateway_core.proxy.h2_upstream import H2UpstreamConnection
 from gateway_core.proxy.upstream_conn import UpstreamConnection
-from gateway_core.settings import GatewaySettings
 from gateway_core.snapshot import NodeInfo, Snapshot
 from gateway_core.upstream.client_tls import ClientContextStore, ClientTlsSlot
 from gateway_core.upstream.cluster import Cluster
 from gateway_core.upstream.connector import ConnectionOwner
 from gateway_core.upstream.host import Host
-from tests.gateway_core.proxy.fakes import FakeLoop, FakeTransport
-
-SETTINGS = GatewaySettings(
-    tier="tier2", config_paths=(), header_timeout=10.0, idle_timeout=60.0, stream_idle_timeout=300.0
-)
+from tests.gateway_core.proxy.fakes import FakeListener, FakeLoop, FakeRuntime, FakeTransport
 
 
 def compile_config(directory: Path, text: str) -> Snapshot:
@@ -207,24 +199,16 @@ class Outcome:
     host: str | None
 
 
-class Gateway:
-    """The process (``GatewayContext``): settings, metrics, a snapshot, live clusters."""
+class Gateway(FakeRuntime):
+    """The process (``GatewayContext``) with live clusters built from the snapshot."""
 
     def __init__(self, snapshot: Snapshot) -> None:
+        super().__init__(snapshot)
         self.loop = LoopClock()
-        self.settings = SETTINGS
-        self.metrics = GatewayMetrics(CollectorRegistry(), "test")
-        self.rng = random.Random(1)
-        self.sticky_key = b"k" * 32
-        self.health_path = b"/healthz/ready"
-        self.ready = True
-        self.draining = False
-        self.snapshot = snapshot
-        self.connections: set[Any] = set()
         self.outcomes: list[Outcome] = []
         self.h1 = Connector(self.loop, UpstreamConnection, self.settle)
         self.h2 = Connector(self.loop, H2UpstreamConnection, self.settle)
-        self.clusters = {
+        self.live: dict[str, Cluster] = {
             key: Cluster(
                 spec,
                 rng=random.Random(2),
@@ -237,9 +221,10 @@ class Gateway:
             )
             for key, spec in snapshot.clusters.items()
         }
+        self.clusters = self.live
 
     def cluster(self, service: str) -> Cluster:
-        (cluster,) = [c for key, c in self.clusters.items() if key.endswith("|" + service)]
+        (cluster,) = [c for key, c in self.live.items() if key.endswith("|" + service)]
         return cluster
 
     def observe(self, ex: Any, now: float) -> None:
@@ -254,21 +239,12 @@ class Gateway:
         self.loop.advance(seconds)
 
 
-class _Listener:
-    port = 8080
-    default_authority = b"gw:8080"
-    tls = None
-
-    def __init__(self, route_table: str) -> None:
-        self.default_route_table = route_table
-
-
 class Client:
     """One client connection to the gateway."""
 
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
-        listener = _Listener(gw.snapshot.listeners[0].servers[0].route_table)
+        listener = FakeListener(gw.snapshot.listeners[0].servers[0].route_table)
         self.conn = DownstreamProtocol(gw, listener, gw.loop)  # type: ignore[arg-type]
         self.transport = FakeTransport()
         self.conn.connection_made(self.transport)  # type: ignore[arg-type]

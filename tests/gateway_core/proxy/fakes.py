@@ -2,12 +2,55 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
+from gateway_core.observability.metrics import GatewayMetrics
+from gateway_core.settings import GatewaySettings
 from gateway_core.upstream.cluster import ClusterStats
 from gateway_core.upstream.host import Host
+
+SETTINGS = GatewaySettings(
+    tier="tier2", config_paths=(), header_timeout=10.0, idle_timeout=60.0, stream_idle_timeout=300.0
+)
+
+
+class FakeRuntime:
+    """The process as a client connection sees it (``GatewayContext``): real settings and
+    metrics, a snapshot, no live clusters unless a subclass adds them."""
+
+    def __init__(self, snapshot: Any) -> None:
+        self.settings = SETTINGS
+        self.metrics = GatewayMetrics(CollectorRegistry(), "test")
+        self.rng = random.Random(1)
+        self.sticky_key = b"k" * 32
+        self.health_path = b"/healthz/ready"
+        self.ready = True
+        self.draining = False
+        self.snapshot = snapshot
+        self.clusters: dict[str, Any] = {}
+        self.connections: set[Any] = set()
+        self.observed: list[int] = []
+        self.flags: list[str] = []
+
+    def observe(self, ex: Any, now: float) -> None:
+        self.observed.append(ex.status)
+        self.flags += [f.value for f in ex.flags]
+
+
+class FakeListener:
+    """The listener a connection arrived on (``ListenerContext``): plaintext, port 8080."""
+
+    port = 8080
+    default_authority = b"gw:8080"
+    tls = None
+
+    def __init__(self, route_table: str) -> None:
+        self.default_route_table = route_table
 
 
 class FakeTransport:

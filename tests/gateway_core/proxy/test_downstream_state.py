@@ -9,20 +9,22 @@ is live), so responses in flight, pipelining and deadlines are all under the tes
 
 from __future__ import annotations
 
-import random
 import re
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
 
-from gateway_core.observability.metrics import GatewayMetrics
 from gateway_core.pipeline import build_snapshot
 from gateway_core.proxy.downstream import MAX_PIPELINED, DownstreamProtocol
 from gateway_core.proxy.exchange import Exchange
-from gateway_core.settings import GatewaySettings
 from gateway_core.snapshot import NodeInfo
-from tests.gateway_core.proxy.fakes import FakeLoop, FakeTransport
+from tests.gateway_core.proxy.fakes import (
+    SETTINGS,
+    FakeListener,
+    FakeLoop,
+    FakeRuntime,
+    FakeTransport,
+)
 
 CONFIG = """\
 apiVersion: networking.istio.io/v1
@@ -55,39 +57,6 @@ spec:
   resolution: STATIC
   endpoints: [{address: 127.0.0.1}]
 """
-SETTINGS = GatewaySettings(
-    tier="tier2", config_paths=(), header_timeout=10.0, idle_timeout=60.0, stream_idle_timeout=300.0
-)
-
-
-class FakeRuntime:
-    """The process as the connection sees it (``GatewayContext``)."""
-
-    def __init__(self, snapshot: Any) -> None:
-        self.settings = SETTINGS
-        self.metrics = GatewayMetrics(CollectorRegistry(), "test")
-        self.rng = random.Random(1)
-        self.sticky_key = b"k" * 32
-        self.health_path = b"/healthz/ready"
-        self.ready = True
-        self.draining = False
-        self.snapshot = snapshot
-        self.clusters: dict[str, Any] = {}
-        self.connections: set[Any] = set()
-        self.observed: list[int] = []
-        self.flags: list[str] = []
-
-    def observe(self, ex: Any, now: float) -> None:
-        self.observed.append(ex.status)
-        self.flags += [f.value for f in ex.flags]
-
-
-class FakeListener:
-    def __init__(self, route_table: str) -> None:
-        self.port = 8080
-        self.default_route_table = route_table
-        self.default_authority = b"gw:8080"
-        self.tls = None
 
 
 @pytest.fixture(scope="module")

@@ -58,6 +58,14 @@ def data_bytes(buf: bytes, stream_id: int | None = None) -> int:
     )
 
 
+def headers_frame(
+    stream_id: int, block: bytes, end_stream: bool, end_headers: bool
+) -> HeadersFrame:
+    """A HEADERS frame carrying an encoded header ``block``, with the flags asked for."""
+    flags = [f for f, on in (("END_STREAM", end_stream), ("END_HEADERS", end_headers)) if on]
+    return HeadersFrame(stream_id, block, flags=flags)
+
+
 class RawClient:
     """An HTTP/2 client that writes exactly the frames a test asks for to a server codec."""
 
@@ -94,8 +102,7 @@ class RawClient:
         end_stream: bool = True,
         end_headers: bool = True,
     ) -> HeadersFrame:
-        flags = [f for f, on in (("END_STREAM", end_stream), ("END_HEADERS", end_headers)) if on]
-        return HeadersFrame(stream_id, self.block(fields), flags=flags)
+        return headers_frame(stream_id, self.block(fields), end_stream, end_headers)
 
     def continuation(self, stream_id: int, data: bytes, end_headers: bool) -> ContinuationFrame:
         return ContinuationFrame(stream_id, data, flags=["END_HEADERS"] if end_headers else [])
