@@ -320,3 +320,7 @@ class Snapshot:
     route_tables: Mapping[str, RouteTable]
     clusters: Mapping[str, ClusterSpec]
     warnings: tuple[str, ...] = ()
+    gateway_filters: tuple[object, ...] = ()
+    """Gateway-wide filters, run for every request before route selection, in order
+    (``proxy/filters.run_gateway_chain``); each element is a compiled settings object whose type
+    picks its handler."""

@@ -22,7 +22,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from gateway_core.proxy import cors, grpc, messages
-from gateway_core.proxy.filters import run_chain
+from gateway_core.proxy.filters import run_chain, run_gateway_chain
 from gateway_core.proxy.flags import ResponseFlag
 from gateway_core.proxy.headers import new_request_id
 from gateway_core.proxy.local_reply import DEFAULT_BODIES
@@ -127,7 +127,10 @@ class Exchange:
             return
         # One read of the published state: a reload cannot change this request's view.
         self.cluster_map = runtime.clusters
-        table = runtime.snapshot.route_tables.get(down.route_table)
+        snapshot = runtime.snapshot
+        if snapshot.gateway_filters and run_gateway_chain(self, snapshot.gateway_filters):
+            return
+        table = snapshot.route_tables.get(down.route_table)
         entry: RouteEntry | None = None
         match: RequestMatch | None = None
         if table is not None:

@@ -1,4 +1,8 @@
-"""Data path: the per-route HTTP filter chain (Envoy's HTTP connection manager filters).
+"""Data path: the HTTP filter chains (Envoy's HTTP connection manager filters).
+
+Two chains run for each request. The gateway's own (``Snapshot.gateway_filters``) runs first,
+before route selection, so that what it learns (an authenticated principal, say) can take part
+in matching: ``run_gateway_chain``. Then the route's chain runs: ``run_chain``.
 
 Each route carries its chain, compiled with it (``RouteEntry.filters``): CORS, fault, then the
 terminal action. ``run_chain`` walks it for one exchange; each element's handler either lets the
@@ -62,6 +66,12 @@ def run_chain(ex: FilterTarget, start: int = 0) -> None:
             return
 
 
+def run_gateway_chain(ex: FilterTarget, chain: tuple[object, ...]) -> bool:
+    """Run the gateway-wide chain; True when an element took the request (it answered it), so
+    no route is selected."""
+    return any(_GATEWAY_HANDLERS[type(spec)](ex, spec) for spec in chain)
+
+
 def _cors(ex: FilterTarget, spec: Any, index: int) -> bool:
     """Envoy's CORS filter: remember an allowed origin (its response headers come later);
     answer a preflight from an allowed origin here."""
@@ -100,3 +110,7 @@ _HANDLERS: dict[type, Callable[[FilterTarget, Any, int], bool]] = {
     DirectResponseAction: _answer,
 }
 """One handler per kind of chain element."""
+
+
+_GATEWAY_HANDLERS: dict[type, Callable[[FilterTarget, Any], bool]] = {}
+"""One handler per kind of gateway-wide element: True when it took the request."""

@@ -121,3 +121,50 @@ def test_direct_response_answers() -> None:
     ex = Ex(entry(DirectResponseAction(status=204)), req())
     run_chain(ex)  # type: ignore[arg-type]
     assert [d[:2] for d in ex.did] == [("reply", 204)]
+
+
+def test_gateway_chain_runs_in_order_and_stops_at_the_element_that_takes_the_request(
+    monkeypatch: Any,
+) -> None:
+    """``run_gateway_chain``: each element's handler by type, in order; the first that takes
+    the request ends the chain (and route selection is skipped, True)."""
+    from gateway_core.proxy import filters
+
+    class Note:
+        pass
+
+    class Stop:
+        pass
+
+    seen: list[str] = []
+
+    def note(ex: Any, spec: Any) -> bool:
+        seen.append("note")
+        return False
+
+    def stop(ex: Any, spec: Any) -> bool:
+        seen.append("stop")
+        ex.local_reply(429, None)
+        return True
+
+    monkeypatch.setitem(filters._GATEWAY_HANDLERS, Note, note)
+    monkeypatch.setitem(filters._GATEWAY_HANDLERS, Stop, stop)
+    ex = Ex(entry(), req())
+    assert (
+        filters.run_gateway_chain(
+            ex,  # type: ignore[arg-type]
+            (Note(), Note()),
+        )
+        is False
+    )
+    assert seen == ["note", "note"]
+    seen.clear()
+    assert (
+        filters.run_gateway_chain(
+            ex,  # type: ignore[arg-type]
+            (Note(), Stop(), Note()),
+        )
+        is True
+    )
+    assert seen == ["note", "stop"]
+    assert ex.did and ex.did[-1][:2] == ("reply", 429)
