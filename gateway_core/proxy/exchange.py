@@ -34,6 +34,7 @@ from gateway_core.routing.actions import DEFAULT_RETRY, HeaderList, RouteAction,
 from gateway_core.routing.matchers import RequestMatch
 from gateway_core.routing.request import RequestHead
 from gateway_core.routing.route_table import RouteEntry
+from gateway_core.security.principal import RequestAuth
 from gateway_core.snapshot import UpstreamProtocol
 from gateway_core.upstream.host import Host
 from gateway_core.upstream.outlier import LocalOrigin
@@ -50,6 +51,7 @@ class Exchange:
     __slots__ = (
         "_deadline",
         "activity",
+        "auth",
         "authority",
         "bytes_received",
         "bytes_sent",
@@ -92,6 +94,7 @@ class Exchange:
     sticky_cookie: bytes | None
     hash_cookie: bytes | None
     cors_origin: bytes | None
+    auth: RequestAuth | None
     flags: tuple[ResponseFlag, ...]
     _deadline: asyncio.TimerHandle | None
     wait: asyncio.TimerHandle | None
@@ -112,7 +115,7 @@ class Exchange:
         self.cluster_map = _NO_CLUSTERS
         self.entry = self.match = self.target = self.cluster = self.host = self.upstream = None
         self.sticky_cookie = self.hash_cookie = self.cors_origin = self._deadline = None
-        self.wait = self.req_trailers = None
+        self.wait = self.req_trailers = self.auth = None
         self.head = self.authority = self.request_id = b""
         self.retry = RetryState(req_framing != "none")
 

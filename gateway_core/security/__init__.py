@@ -1,0 +1,1 @@
+"""Edge security: request authentication (JWT), authorization policies and their shared facts."""
