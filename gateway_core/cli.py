@@ -69,6 +69,12 @@ def _parser(role: RoleDefaults) -> argparse.ArgumentParser:
     )
     run.add_argument("--access-log", default="-", help="'-' (stdout), 'off', or a file path")
     run.add_argument(
+        "--access-log-format",
+        default="json",
+        choices=["json", "text"],
+        help="json (one object per line) or text (Istio's default Envoy format)",
+    )
+    run.add_argument(
         "--dns-server",
         action="append",
         default=[],
@@ -183,6 +189,7 @@ def _settings(args: argparse.Namespace, role: RoleDefaults) -> GatewaySettings:
             settings,
             admin_address=args.admin_address,
             access_log=args.access_log,
+            access_log_format=args.access_log_format,
             dns_servers=tuple(args.dns_server),
             xff_trusted_hops=args.xff_trusted_hops,
             spillover=args.spillover,

@@ -24,6 +24,8 @@ class GatewaySettings:
     cert_dir: str = "certs/lab"
     labels: dict[str, str] = field(default_factory=dict)
     access_log: str = "-"
+    access_log_format: str = "json"
+    """``json`` or ``text`` (Istio's default Envoy text format)."""
     xff_trusted_hops: int = 0
     """Trust X-Forwarded-* from this many proxies in front (Tier-2 behind Tier-1: 1)."""
     header_timeout: float = 10.0

@@ -95,6 +95,8 @@ class GatewayMetrics:
         self.clusters_source: Callable[[], Iterable[ClusterSample]] = lambda: ()
         self.downstream_cx_active: Callable[[], int] = lambda: 0
         self.draining: Callable[[], bool] = lambda: False
+        self.access_log_losses: Callable[[], tuple[int, int]] = lambda: (0, 0)
+        """(lines dropped, write errors) of the access log's writer."""
         self._statuses: list[int] = []
         self._durations: list[float] = []
         registry.register(_Collector(self))
@@ -214,7 +216,23 @@ class _Collector(Collector):
         drain = GaugeMetricFamily("gateway_draining", "1 while the gateway drains", labels=["tier"])
         drain.add_metric([tier], 1 if m.draining() else 0)
         yield drain
+        yield from _access_log_families(tier, *m.access_log_losses())
         yield from _cluster_families(tier, list(m.clusters_source()))
+
+
+def _access_log_families(tier: str, dropped: int, errors: int) -> Iterator[Metric]:
+    lost = CounterMetricFamily(
+        "gateway_access_log_dropped_lines",
+        "Access-log lines dropped because the log's reader was behind or a write failed",
+        labels=["tier"],
+    )
+    lost.add_metric([tier], dropped)
+    yield lost
+    failed = CounterMetricFamily(
+        "gateway_access_log_write_errors", "Access-log writes that failed", labels=["tier"]
+    )
+    failed.add_metric([tier], errors)
+    yield failed
 
 
 def _cluster_families(tier: str, samples: list[ClusterSample]) -> Iterator[Metric]:

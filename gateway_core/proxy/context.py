@@ -49,6 +49,16 @@ class ExchangeOutcome(Protocol):
     def bytes_sent(self) -> int: ...
     @property
     def request_id(self) -> bytes: ...
+    @property
+    def response_at(self) -> float:
+        """Loop time of the upstream's response head; 0 when no upstream answered."""
+
+    @property
+    def trace_id(self) -> bytes:
+        """The request's trace id (hex), b"" when it has none."""
+
+    @property
+    def protocol(self) -> str: ...
 
 
 class GatewayContext(Protocol):

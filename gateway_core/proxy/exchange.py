@@ -73,12 +73,14 @@ class Exchange:
         "req_trailers",
         "request_done",
         "request_id",
+        "response_at",
         "response_started",
         "retry",
         "start",
         "status",
         "sticky_cookie",
         "target",
+        "trace_id",
         "upgrade",
         "upstream",
         "wait",
@@ -111,12 +113,13 @@ class Exchange:
         self.request_done = req_framing == "none"
         self.finished = self.response_started = self.h2_up = False
         self.status = self.bytes_received = self.bytes_sent = 0
+        self.response_at = 0.0
         self.flags = ()
         self.cluster_map = _NO_CLUSTERS
         self.entry = self.match = self.target = self.cluster = self.host = self.upstream = None
         self.sticky_cookie = self.hash_cookie = self.cors_origin = self._deadline = None
         self.wait = self.req_trailers = self.auth = None
-        self.head = self.authority = self.request_id = b""
+        self.head = self.authority = self.request_id = self.trace_id = b""
         self.retry = RetryState(req_framing != "none")
 
     # -- routing ---------------------------------------------------------------------------
@@ -208,6 +211,11 @@ class Exchange:
     def attempts(self) -> int:
         return self.retry.attempts
 
+    @property
+    def protocol(self) -> str:
+        """The client's protocol, as Envoy's %PROTOCOL% prints it."""
+        return "HTTP/2" if self.down.http2 else "HTTP/1.1"
+
     def _attempt(self) -> None:
         retry, cluster = self.retry, self.cluster
         retry.timer = None
@@ -288,7 +296,7 @@ class Exchange:
     ) -> None:
         cluster, host, down = self.cluster, ureq.host, self.down
         assert cluster is not None
-        self.activity = down.loop.time()
+        self.activity = self.response_at = down.loop.time()
         cluster.record_status(host, status)
         if status == 101 and not self.upgrade:
             ureq.abandon()

@@ -62,7 +62,7 @@ class Gateway:
         self.runtime = GatewayRuntime(
             settings,
             metrics=self.metrics,
-            access_log=AccessLog(settings.access_log),
+            access_log=AccessLog(settings.access_log, settings.access_log_format),
             clusters=clusters,
             rng=rng,
         )

@@ -58,6 +58,7 @@ class GatewayRuntime:
         metrics.clusters_source = self.cluster_samples
         metrics.downstream_cx_active = lambda: len(self.connections)
         metrics.draining = lambda: self.draining
+        metrics.access_log_losses = lambda: (access_log.dropped_lines, access_log.write_errors)
 
     async def apply(self, snapshot: Snapshot) -> None:
         """Make ``snapshot`` live. Raises (and changes nothing visible) if listeners fail."""
@@ -101,6 +102,11 @@ class GatewayRuntime:
                 bytes_sent=ex.bytes_sent,
                 request_id=ex.request_id or b"-",
                 client=req.source_ip,
+                protocol=ex.protocol,
+                upstream_time=ex.response_at - ex.start if ex.response_at else None,
+                trace_id=ex.trace_id,
+                x_forwarded_for=req.headers.get(b"x-forwarded-for", b""),
+                user_agent=req.headers.get(b"user-agent", b""),
             )
 
     def cluster_samples(self) -> list[ClusterSample]:

@@ -292,7 +292,7 @@ async def capture_upstream(
 
 def access_lines(harness: GatewayHarness) -> list[dict[str, Any]]:
     """The access log lines a gateway wrote to its ``access_log`` file, flushed first."""
-    harness.gateway.runtime.access_log.flush()
+    assert harness.gateway.runtime.access_log.sync(), "the access log writer did not catch up"
     path = Path(harness.settings.access_log)
     return [json.loads(line) for line in path.read_text().splitlines()]
 
