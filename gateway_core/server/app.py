@@ -36,6 +36,7 @@ from gateway_core.upstream.client_tls import ClientContextStore
 from gateway_core.upstream.cluster_manager import ClusterManager
 from gateway_core.upstream.connector import SocketConnector
 from gateway_core.upstream.discovery import DnsResolver
+from gateway_core.upstream.lb.tables import thread_offload
 from gateway_core.utils.clock import MonotonicClock
 from gateway_core.utils.tasks import background, spawn
 
@@ -58,6 +59,7 @@ class Gateway:
             connector=SocketConnector(UpstreamConnection),
             h2_connector=SocketConnector(H2UpstreamConnection),
             tls_store=self.tls_store,
+            offload=thread_offload(),
         )
         self.runtime = GatewayRuntime(
             settings,

@@ -37,6 +37,7 @@ from gateway_core.upstream.lb.hash_key import (
     should_generate_cookie,
 )
 from gateway_core.upstream.lb.priority import PriorityLoadBalancer
+from gateway_core.upstream.lb.tables import Offload
 from gateway_core.upstream.outlier import HostMonitor, LocalOrigin, OutlierDetector
 from gateway_core.upstream.pool import HostPool
 from gateway_core.upstream.pools import ClusterPools
@@ -76,9 +77,11 @@ class Cluster:
         h2_connector: Connector[Any] | None = None,
         existing: Mapping[HostKey, Host] | None = None,
         loop: Scheduler | None = None,
+        offload: Offload | None = None,
     ) -> None:
         """``loop``: the pools' timers and clock (the running loop unless given; tests drive
-        the pools with a fake one)."""
+        the pools with a fake one). ``offload``: where hash tables are rebuilt
+        (``lb/tables.py``)."""
         self.spec = spec
         self.rng = rng
         self.clock = clock
@@ -118,6 +121,7 @@ class Cluster:
             panic_threshold=spec.panic_threshold,
             locality_weighted=spec.locality.locality_weighted,
             rng=rng,
+            offload=offload,
         )
         self.health: HealthChecker | None = None
         if spec.health_check is not None:

@@ -22,6 +22,7 @@ from gateway_core.upstream.cluster import Cluster
 from gateway_core.upstream.connector import Connector
 from gateway_core.upstream.discovery import DnsResolver
 from gateway_core.upstream.host import Host, HostKey
+from gateway_core.upstream.lb.tables import Offload
 from gateway_core.utils.clock import Clock
 from gateway_core.utils.tasks import background
 
@@ -44,8 +45,11 @@ class ClusterManager:
         tls_store: ClientContextStore,
         h2_connector: Connector[Any] | None = None,
         retire_delay: float = RETIRE_DELAY,
+        offload: Offload | None = None,
     ) -> None:
-        """``connector`` opens HTTP/1.1 connections, ``h2_connector`` HTTP/2 ones."""
+        """``connector`` opens HTTP/1.1 connections, ``h2_connector`` HTTP/2 ones; ``offload``
+        builds hash tables off the loop (``lb/tables.py``)."""
+        self._offload = offload
         self._rng = rng
         self._clock = clock
         self._resolver = resolver
@@ -76,6 +80,7 @@ class ClusterManager:
                 tls_store=self._tls_store,
                 h2_connector=self._h2_connector,
                 existing=self._existing_hosts(spec, old),
+                offload=self._offload,
             )
             new[key] = cluster
             started.append(cluster)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from gateway_core.snapshot import LbPolicy, Locality
 from gateway_core.upstream.host import Host
@@ -37,6 +38,7 @@ from gateway_core.upstream.lb.factory import (
 from gateway_core.upstream.lb.least_request import LeastRequestLoadBalancer
 from gateway_core.upstream.lb.round_robin import RoundRobinLoadBalancer
 from gateway_core.upstream.lb.selection import EdfScheduler
+from gateway_core.upstream.lb.tables import Offload, TableBuilds
 
 OVERPROVISIONING_FACTOR = 140
 DEFAULT_PANIC_THRESHOLD = 50
@@ -226,7 +228,10 @@ class PriorityLoadBalancer:
         panic_threshold: int,
         locality_weighted: bool,
         rng: random.Random,
+        offload: Offload | None = None,
     ) -> None:
+        """``offload``: where hash tables are built (``lb/tables.py``); None builds them in
+        place."""
         self._policy = policy
         self._hashing = policy.kind in HASH_KINDS
         self._panic_threshold = panic_threshold
@@ -242,6 +247,10 @@ class PriorityLoadBalancer:
         self._sole: Host | None = None
         """The host every pick returns: one candidate, and a balancer whose picks are free of
         side effects that matter (no random draw)."""
+        self._tables = (
+            TableBuilds(offload, self.update) if offload is not None and self._hashing else None
+        )
+        self._level = 0
         self.update(hosts)
 
     def update(self, hosts: Sequence[Host] | None = None) -> None:
@@ -261,10 +270,11 @@ class PriorityLoadBalancer:
         self._by_level = by_level
         self._loads = evaluate_priorities(healthy, [0] * count, total, self._panic_threshold)
         previous, self._built = self._built, {}
-        self._levels = [
-            self._build_level(level, self._loads.panic[i], previous)
-            for i, level in enumerate(by_level)
-        ]
+        levels = []
+        for i, level in enumerate(by_level):
+            self._level = i
+            levels.append(self._build_level(level, self._loads.panic[i], previous))
+        self._levels = levels
         self._direct = self._sole = None
         if len(self._levels) == 1 and self._levels[0].scheduler is None:
             only = self._levels[0]
@@ -367,12 +377,22 @@ class PriorityLoadBalancer:
         key: tuple[object, ...] = tuple(hosts)
         if weights is not None:
             key += tuple(weights)
-        lb = previous.get(key)
+        tables = self._tables
+        lb = previous.get(key) or (tables.take(key) if tables is not None else None)
         if lb is None:
+            policy, rng = self._policy, self._rng
             if weights is None:
-                lb = build_load_balancer(self._policy, hosts, self._rng)
+                build = partial(build_load_balancer, policy, hosts, rng)
             else:
-                lb = build_weighted_hash_balancer(self._policy, hosts, weights, self._rng)
+                build = partial(build_weighted_hash_balancer, policy, hosts, weights, rng)
+            interim = None
+            if tables is not None:
+                interim = tables.interim(self._level, key, hosts, build)
+            if interim is not None:
+                return interim  # not kept: the next update asks for the real table again
+            lb = build()
+        if tables is not None:
+            tables.current[self._level] = (hosts, lb)
         self._built[key] = lb
         return lb
 
