@@ -6,7 +6,9 @@
 ``POST /shutdown``                   stop the whole lab (what ``gateway-lab down`` sends)
 
 It listens on 127.0.0.1:15999 (``control`` in topology.yaml). Scenarios and tests use it to kill
-and restart a Tier-2 gateway while the rest of the lab keeps running.
+and restart a Tier-2 gateway while the rest of the lab keeps running. The POST calls go through
+the gateway admin's guard (``gateway_core.server.admin_auth``): the lab lets loopback callers in
+without a token; anything else needs the bearer token the client then sends.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
+
+from gateway_core.server.admin_auth import AdminAuth, auth_middleware
 
 SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM, "INT": signal.SIGINT}
 
@@ -41,8 +45,9 @@ class ProcessError(Exception):
 LAB = web.AppKey("lab", LabControl)
 
 
-def build_control_app(lab: LabControl) -> web.Application:
-    app = web.Application()
+def build_control_app(lab: LabControl, auth: AdminAuth | None = None) -> web.Application:
+    """The control API; without ``auth`` nobody may call its POST endpoints."""
+    app = web.Application(middlewares=[auth_middleware(auth or AdminAuth())])
     app[LAB] = lab
     app.router.add_get("/status", _status)
     app.router.add_post("/processes/{name}/kill", _kill)
@@ -94,9 +99,12 @@ class LabNotRunning(Exception):
 class ControlClient:
     """Async client of the control API; every call raises ``LabNotRunning`` when no lab runs."""
 
-    def __init__(self, address: tuple[str, int], timeout: float = 60.0) -> None:
+    def __init__(
+        self, address: tuple[str, int], timeout: float = 60.0, token: str | None = None
+    ) -> None:
         self.base = f"http://{address[0]}:{address[1]}"
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     async def status(self) -> dict[str, Any]:
         return await self._call("GET", "/status")
@@ -114,7 +122,7 @@ class ControlClient:
         try:
             async with (
                 aiohttp.ClientSession(timeout=self._timeout, trust_env=False) as session,
-                session.request(method, self.base + path) as resp,
+                session.request(method, self.base + path, headers=self._headers) as resp,
             ):
                 body: dict[str, Any] = await resp.json()
                 if resp.status >= 400:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import signal
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
+from gateway_core.server.admin_auth import AdminAuth
 from gateway_lab.control import (
     ControlClient,
     LabNotRunning,
@@ -50,15 +53,63 @@ class FakeLab:
             raise ProcessError(404, f"no process {name!r}")
 
 
-@pytest.fixture
-async def served() -> AsyncIterator[tuple[FakeLab, ControlClient]]:
-    lab = FakeLab()
-    runner = web.AppRunner(build_control_app(lab))
+async def _serve(lab: FakeLab, auth: AdminAuth | None) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(build_control_app(lab, auth))
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
-    port = runner.addresses[0][1]
+    return runner, runner.addresses[0][1]
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[tuple[FakeLab, ControlClient]]:
+    """The control API as the lab serves it: loopback callers need no token."""
+    lab = FakeLab()
+    runner, port = await _serve(lab, AdminAuth(allow_unauthenticated_loopback=True))
     yield lab, ControlClient(("127.0.0.1", port))
     await runner.cleanup()
+
+
+async def test_post_calls_need_a_token_without_the_loopback_flag(tmp_path: Path) -> None:
+    """Without the loopback flag a POST from loopback is 401 with ``www-authenticate: Bearer``
+    and never reaches the lab; the right bearer token gets through; GET stays open."""
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    lab = FakeLab()
+    runner, port = await _serve(lab, AdminAuth.load(str(token), False))
+    try:
+        for client in (
+            ControlClient(("127.0.0.1", port)),
+            ControlClient(("127.0.0.1", port), token="wrong"),
+        ):
+            with pytest.raises(ProcessError) as refused:
+                await client.kill("tier2-c1")
+            assert refused.value.status == 401
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"http://127.0.0.1:{port}/shutdown") as resp,
+        ):
+            assert resp.status == 401
+            assert resp.headers["www-authenticate"].startswith("Bearer")
+        assert lab.calls == []
+        assert (await ControlClient(("127.0.0.1", port)).status())["state"] == "ready"
+        assert (await ControlClient(("127.0.0.1", port), token="s3cret").kill("tier2-c1"))[
+            "alive"
+        ] is False
+        assert lab.calls == [("kill", "tier2-c1", "SIGKILL")]
+    finally:
+        await runner.cleanup()
+
+
+async def test_no_auth_configured_refuses_every_post() -> None:
+    """``build_control_app`` without ``auth`` lets nobody call POST, loopback included."""
+    lab = FakeLab()
+    runner, port = await _serve(lab, None)
+    try:
+        with pytest.raises(ProcessError) as refused:
+            await ControlClient(("127.0.0.1", port)).shutdown()
+        assert refused.value.status == 401 and lab.calls == []
+    finally:
+        await runner.cleanup()
 
 
 async def test_kill_then_start_reach_the_lab(served: tuple[FakeLab, ControlClient]) -> None:
