@@ -8,7 +8,7 @@
 It listens on 127.0.0.1:15999 (``control`` in topology.yaml). Scenarios and tests use it to kill
 and restart a Tier-2 gateway while the rest of the lab keeps running. The POST calls go through
 the gateway admin's guard (``gateway_core.server.admin_auth``): the lab lets loopback callers in
-without a token; anything else needs the bearer token the client then sends.
+without a token, and refuses everyone else (401).
 """
 
 from __future__ import annotations
@@ -99,12 +99,9 @@ class LabNotRunning(Exception):
 class ControlClient:
     """Async client of the control API; every call raises ``LabNotRunning`` when no lab runs."""
 
-    def __init__(
-        self, address: tuple[str, int], timeout: float = 60.0, token: str | None = None
-    ) -> None:
+    def __init__(self, address: tuple[str, int], timeout: float = 60.0) -> None:
         self.base = f"http://{address[0]}:{address[1]}"
         self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     async def status(self) -> dict[str, Any]:
         return await self._call("GET", "/status")
@@ -122,7 +119,7 @@ class ControlClient:
         try:
             async with (
                 aiohttp.ClientSession(timeout=self._timeout, trust_env=False) as session,
-                session.request(method, self.base + path, headers=self._headers) as resp,
+                session.request(method, self.base + path) as resp,
             ):
                 body: dict[str, Any] = await resp.json()
                 if resp.status >= 400:

@@ -69,32 +69,32 @@ async def served() -> AsyncIterator[tuple[FakeLab, ControlClient]]:
     await runner.cleanup()
 
 
+async def _post(url: str, token: str | None = None) -> tuple[int, str]:
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    async with aiohttp.ClientSession() as session, session.post(url, headers=headers) as resp:
+        return resp.status, resp.headers.get("www-authenticate", "")
+
+
 async def test_post_calls_need_a_token_without_the_loopback_flag(tmp_path: Path) -> None:
-    """Without the loopback flag a POST from loopback is 401 with ``www-authenticate: Bearer``
-    and never reaches the lab; the right bearer token gets through; GET stays open."""
+    """With a token file and no loopback flag, a POST from loopback without the token (or with
+    a wrong one) is 401 with ``www-authenticate: Bearer`` and never reaches the lab; the right
+    bearer token gets through; GET stays open."""
     token = tmp_path / "token"
     token.write_text("s3cret\n")
     lab = FakeLab()
     runner, port = await _serve(lab, AdminAuth.load(str(token), False))
+    base = f"http://127.0.0.1:{port}"
     try:
-        for client in (
-            ControlClient(("127.0.0.1", port)),
-            ControlClient(("127.0.0.1", port), token="wrong"),
-        ):
-            with pytest.raises(ProcessError) as refused:
-                await client.kill("tier2-c1")
-            assert refused.value.status == 401
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(f"http://127.0.0.1:{port}/shutdown") as resp,
-        ):
-            assert resp.status == 401
-            assert resp.headers["www-authenticate"].startswith("Bearer")
+        with pytest.raises(ProcessError) as refused:
+            await ControlClient(("127.0.0.1", port)).kill("tier2-c1")
+        assert refused.value.status == 401
+        status, challenge = await _post(base + "/shutdown")
+        assert (status, challenge) == (401, 'Bearer realm="gateway-admin"')
+        status, challenge = await _post(base + "/shutdown", token="wrong")
+        assert status == 401 and 'error="invalid_token"' in challenge
         assert lab.calls == []
         assert (await ControlClient(("127.0.0.1", port)).status())["state"] == "ready"
-        assert (await ControlClient(("127.0.0.1", port), token="s3cret").kill("tier2-c1"))[
-            "alive"
-        ] is False
+        assert (await _post(base + "/processes/tier2-c1/kill", token="s3cret"))[0] == 200
         assert lab.calls == [("kill", "tier2-c1", "SIGKILL")]
     finally:
         await runner.cleanup()
