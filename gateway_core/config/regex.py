@@ -41,10 +41,6 @@ class Regex:
         """Envoy's ``safe_regex`` match: the whole subject, anchored at both ends."""
         return self._compiled.fullmatch(subject) is not None
 
-    def search(self, subject: bytes) -> bool:
-        """An unanchored match anywhere in the subject."""
-        return self._compiled.search(subject) is not None
-
     def sub(self, replace: Callable[[Any], bytes], subject: bytes) -> bytes:
         """Every non-overlapping match replaced by ``replace(match)``."""
         return bytes(self._compiled.sub(replace, subject))
