@@ -81,3 +81,10 @@ def test_rewrite_strings_re2_cannot_apply_are_refused(rewrite: str) -> None:
     """A group the pattern lacks, a trailing backslash or an unknown escape: ValueError."""
     with pytest.raises(ValueError, match="Rewrite schema"):
         compile_rewrite(compile_regex("^/(a)"), rewrite)
+
+
+def test_bytes_that_are_not_utf8_match_no_dot() -> None:
+    """RE2 runs in UTF-8 mode, as in Envoy: an invalid byte matches neither ``.`` nor a class."""
+    assert compile_regex("/.*").fullmatch(b"/\xff") is False
+    assert compile_regex("/[^/]+").fullmatch(b"/\xff") is False
+    assert compile_regex("/.*").fullmatch("/é".encode()) is True
