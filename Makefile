@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# sslyze (the Mozilla TLS profile test) pins cryptography below the project's own version, so it
+# gets a virtualenv of its own; tests/gateway_core/server/test_tls_sslyze.py runs it from there.
+SSLYZE_VENV ?= .venv-sslyze
+SSLYZE_STAMP := $(SSLYZE_VENV)/.installed
 
 .PHONY: lab test lint check certs bench proto clean
 
@@ -12,10 +16,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+$(SSLYZE_STAMP):
+	@test -x $(SSLYZE_VENV)/bin/python || $(PYTHON) -m venv $(SSLYZE_VENV)
+	$(SSLYZE_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SSLYZE_VENV)/bin/python -m pip install --quiet 'sslyze>=6.3,<7'
+	@touch $(SSLYZE_STAMP)
+
 lab: $(STAMP)
 	$(BIN)/gateway-lab up
 
-test: $(STAMP)
+test: $(STAMP) $(SSLYZE_STAMP)
 	$(BIN)/python -m gateway_core.utils.preflight
 	$(BIN)/python -m pytest -q; status=$$?; \
 	  if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; \
@@ -37,4 +47,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(SSLYZE_VENV) build *.egg-info

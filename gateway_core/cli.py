@@ -67,6 +67,17 @@ def _parser(role: RoleDefaults) -> argparse.ArgumentParser:
     run.add_argument(
         "--admin-address", default="127.0.0.1:15000", type=_address, metavar="HOST:PORT"
     )
+    run.add_argument(
+        "--admin-token-file",
+        default="",
+        metavar="PATH",
+        help="bearer token required by the admin's POST calls (/reload, /drain)",
+    )
+    run.add_argument(
+        "--admin-allow-unauthenticated-loopback",
+        action="store_true",
+        help="let loopback callers use the admin's POST calls without the token",
+    )
     run.add_argument("--access-log", default="-", help="'-' (stdout), 'off', or a file path")
     run.add_argument(
         "--access-log-format",
@@ -188,6 +199,8 @@ def _settings(args: argparse.Namespace, role: RoleDefaults) -> GatewaySettings:
         settings = replace(
             settings,
             admin_address=args.admin_address,
+            admin_token_file=args.admin_token_file,
+            admin_allow_unauthenticated_loopback=args.admin_allow_unauthenticated_loopback,
             access_log=args.access_log,
             access_log_format=args.access_log_format,
             dns_servers=tuple(args.dns_server),

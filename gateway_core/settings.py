@@ -18,6 +18,10 @@ class GatewaySettings:
     tier: str
     config_paths: tuple[str, ...]
     admin_address: tuple[str, int] = ("127.0.0.1", 15000)
+    admin_token_file: str = ""
+    """Bearer token for the admin's mutating calls (POST /reload, /drain); '' means none."""
+    admin_allow_unauthenticated_loopback: bool = False
+    """Let loopback callers make mutating admin calls without the token (the lab sets it)."""
     cluster_name: str = ""
     locality: Locality = NO_LOCALITY
     bind_address: str = "0.0.0.0"

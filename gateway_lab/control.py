@@ -6,7 +6,9 @@
 ``POST /shutdown``                   stop the whole lab (what ``gateway-lab down`` sends)
 
 It listens on 127.0.0.1:15999 (``control`` in topology.yaml). Scenarios and tests use it to kill
-and restart a Tier-2 gateway while the rest of the lab keeps running.
+and restart a Tier-2 gateway while the rest of the lab keeps running. The POST calls go through
+the gateway admin's guard (``gateway_core.server.admin_auth``): the lab lets loopback callers in
+without a token, and refuses everyone else (401).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
+
+from gateway_core.server.admin_auth import AdminAuth, auth_middleware
 
 SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM, "INT": signal.SIGINT}
 
@@ -41,8 +45,9 @@ class ProcessError(Exception):
 LAB = web.AppKey("lab", LabControl)
 
 
-def build_control_app(lab: LabControl) -> web.Application:
-    app = web.Application()
+def build_control_app(lab: LabControl, auth: AdminAuth | None = None) -> web.Application:
+    """The control API; without ``auth`` nobody may call its POST endpoints."""
+    app = web.Application(middlewares=[auth_middleware(auth or AdminAuth())])
     app[LAB] = lab
     app.router.add_get("/status", _status)
     app.router.add_post("/processes/{name}/kill", _kill)

@@ -104,6 +104,8 @@ def gateway_spec(
         # host (rules of same-host VirtualServices are concatenated in load order).
         *("--config", str(override), *(str(f) for f in gw.config)),
         *("--admin-address", f"{gw.admin[0]}:{gw.admin[1]}"),
+        # Every lab address is a loopback one: POST /reload and /drain work without a token.
+        "--admin-allow-unauthenticated-loopback",
         *("--bind-address", gw.address),
         *("--cert-dir", str(workdir.certs)),
         *("--dns-server", f"{topology.dns_listen[0]}:{topology.dns_listen[1]}"),

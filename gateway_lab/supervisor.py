@@ -23,6 +23,7 @@ import aiohttp
 from aiohttp import web
 
 from certs.generate import generate_lab_certs
+from gateway_core.server.admin_auth import AdminAuth
 from gateway_core.utils.tasks import spawn
 from gateway_lab.commands import admin_commands, curl_commands, lab_commands
 from gateway_lab.control import ProcessError, build_control_app
@@ -97,7 +98,9 @@ class Supervisor:
             f"({'issued ' + ', '.join(issued) if issued else 'all current, kept'})"
         )
         host, port = self.topology.control
-        runner = web.AppRunner(build_control_app(self), access_log=None)
+        # The control API listens on loopback; its POST calls are for loopback callers only.
+        auth = AdminAuth(allow_unauthenticated_loopback=True)
+        runner = web.AppRunner(build_control_app(self, auth), access_log=None)
         await runner.setup()
         try:
             await web.TCPSite(runner, host, port).start()

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import re
 
 from gateway_core.compiler.clusters import ClusterCollector
 from gateway_core.compiler.index import ConfigIndex, gateway_key
 from gateway_core.compiler.listeners import BoundServer
 from gateway_core.config.common import StringMatch
-from gateway_core.config.regex import translate_re2
+from gateway_core.config.regex import compile_regex, compile_rewrite
 from gateway_core.config.resources import Resource
 from gateway_core.config.validation.http_actions import GRPC_STATUS_CODES
 from gateway_core.config.virtual_service import (
@@ -220,16 +219,14 @@ def _rewrite(rule: HTTPRoute, request_ops: HeaderOps | None) -> RewriteSpec | No
     if rw is None and authority is None:
         return None
     regex = None
-    substitution = b""
     if rw is not None and rw.uri_regex_rewrite is not None:
-        regex = re.compile(translate_re2(rw.uri_regex_rewrite.match).encode("utf-8"))
-        substitution = rw.uri_regex_rewrite.rewrite.encode("utf-8")
+        spec = rw.uri_regex_rewrite
+        regex = compile_rewrite(compile_regex(spec.match), spec.rewrite)
     if rw is not None and rw.authority:
         authority = rw.authority.encode("latin-1")
     return RewriteSpec(
         uri=rw.uri.encode("utf-8") if rw is not None and rw.uri else None,
         regex=regex,
-        regex_substitution=substitution,
         authority=authority,
     )
 

@@ -33,7 +33,7 @@ def upstream_target(req: RequestHead, entry: RouteEntry, match: RequestMatch | N
     path = req.path
     if rewrite is not None:
         if rewrite.regex is not None:
-            path = rewrite.regex.sub(rewrite.regex_substitution, path)
+            path = rewrite.regex.apply(path)
         elif rewrite.uri is not None:
             if match is not None and isinstance(match.uri, PrefixMatcher):
                 path = rewrite.uri + path[len(match.uri.value) :]

@@ -5,9 +5,10 @@ All of these are built by the compiler and never change afterwards.
 
 from __future__ import annotations
 
-import re
 from bisect import bisect_right
 from dataclasses import dataclass, field
+
+from gateway_core.config.regex import RegexRewrite
 
 HeaderList = list[tuple[bytes, bytes]]
 
@@ -97,8 +98,7 @@ class RewriteSpec:
     """``rewrite``: prefix (or whole path) replacement, regex rewrite, authority."""
 
     uri: bytes | None = None
-    regex: re.Pattern[bytes] | None = None
-    regex_substitution: bytes = b""
+    regex: RegexRewrite | None = None
     authority: bytes | None = None
 
 

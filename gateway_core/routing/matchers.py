@@ -1,17 +1,16 @@
 """Data path: compiled string and request matchers (Istio ``StringMatch``/``HTTPMatchRequest``).
 
-Matchers work on bytes so the data path never decodes headers. Regexes are full matches, as in
+Matchers work on bytes so the data path never decodes headers. Regexes are RE2 full matches, as in
 Envoy's ``safe_regex``. ``uri.prefix`` is a raw string prefix (Istio's VirtualService semantics:
 ``/static`` also matches ``/staticfoo``).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway_core.config.regex import translate_re2
+from gateway_core.config.regex import Regex, compile_regex
 from gateway_core.routing.request import RequestHead
 
 
@@ -59,13 +58,13 @@ class RegexMatcher(StringMatcher):
     __slots__ = ("pattern",)
 
     def __init__(self, pattern: str) -> None:
-        self.pattern: re.Pattern[bytes] = re.compile(translate_re2(pattern).encode("utf-8"))
+        self.pattern: Regex = compile_regex(pattern)
 
     def matches(self, value: bytes) -> bool:
-        return self.pattern.fullmatch(value) is not None
+        return self.pattern.fullmatch(value)
 
     def describe(self) -> str:
-        return f"regex:{self.pattern.pattern.decode('utf-8')}"
+        return f"regex:{self.pattern.pattern}"
 
 
 class PresentMatcher(StringMatcher):

@@ -9,6 +9,10 @@
 ``POST /reload``          reload configuration now (same as SIGHUP)
 ``POST /drain``           start a graceful drain (same as SIGTERM)
 
+The ``GET`` endpoints are read-only and open; the ``POST`` ones change state and need a bearer
+token (``--admin-token-file``) or, with ``--admin-allow-unauthenticated-loopback``, a loopback
+caller (``admin_auth``).
+
 The JSON answers are one line; ``?pretty`` (or ``pretty=1``/``true``) indents them for a reader.
 """
 
@@ -23,6 +27,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from gateway_core.routing.explain import Call, explain
+from gateway_core.server.admin_auth import AdminAuth, auth_middleware
 from gateway_core.server.dump import cluster_state_dump, snapshot_dump
 from gateway_core.server.state import GatewayRuntime
 
@@ -37,18 +42,22 @@ def build_admin_app(
     registry: CollectorRegistry,
     reload: Callable[[], Awaitable[bool]],
     drain: Callable[[], None],
+    auth: AdminAuth | None = None,
 ) -> web.Application:
-    app = web.Application()
+    """The admin app; without ``auth`` nobody may call the mutating endpoints."""
+    app = web.Application(middlewares=[auth_middleware(auth or AdminAuth())])
     app[RUNTIME] = runtime
     app[REGISTRY] = registry
     app[RELOAD] = reload
     app[DRAIN] = drain
+    # Read-only: probes, scrapers and operators.
     app.router.add_get("/ready", _ready)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/config_dump", _config_dump)
     app.router.add_get("/clusters", _clusters)
     app.router.add_get("/stats/prometheus", _prometheus)
     app.router.add_get("/explain", _explain)
+    # Mutating: the middleware asks for the bearer token.
     app.router.add_post("/reload", _reload)
     app.router.add_post("/drain", _drain)
     return app

@@ -10,6 +10,7 @@ next response; in-flight requests get ``drain_deadline`` seconds; the process ex
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import random
 import signal
@@ -27,6 +28,7 @@ from gateway_core.pipeline import build_snapshot
 from gateway_core.proxy.h2_upstream import H2UpstreamConnection
 from gateway_core.proxy.upstream_conn import UpstreamConnection
 from gateway_core.server.admin import build_admin_app
+from gateway_core.server.admin_auth import AdminAuth
 from gateway_core.server.listeners import ListenerSet
 from gateway_core.server.reload import ConfigWatcher
 from gateway_core.server.state import GatewayRuntime
@@ -112,7 +114,17 @@ class Gateway:
         return True
 
     async def _start_admin(self) -> None:
-        app = build_admin_app(self.runtime, self.registry, self.reload, self.begin_drain)
+        try:
+            auth = AdminAuth.load(
+                self.settings.admin_token_file, self.settings.admin_allow_unauthenticated_loopback
+            )
+        except ValueError as exc:
+            raise OSError(errno.EINVAL, str(exc)) from exc
+        except OSError as exc:
+            raise OSError(
+                exc.errno, f"cannot read --admin-token-file {exc.filename}: {exc.strerror}"
+            ) from exc
+        app = build_admin_app(self.runtime, self.registry, self.reload, self.begin_drain, auth)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         host, port = self.settings.admin_address
@@ -129,7 +141,12 @@ class Gateway:
         server = cast(asyncio.Server | None, site._server)
         if server is not None and server.sockets:
             self.admin_port = server.sockets[0].getsockname()[1]
-        _log.info("admin listening on %s:%d", host, self.admin_port or port)
+        _log.info(
+            "admin listening on %s:%d; mutating calls allowed for %s",
+            host,
+            self.admin_port or port,
+            auth.describe(),
+        )
 
     # -- reload ------------------------------------------------------------------------------
     async def reload(self) -> bool:

@@ -36,6 +36,7 @@ from gateway_core.tls.common import (
     file_signature,
     san_matches,
 )
+from gateway_core.tls.groups import restrict_groups
 
 _log = logging.getLogger("gateway.tls")
 
@@ -94,6 +95,7 @@ def _harden(ctx: ssl.SSLContext, ciphers: Sequence[str], ecdh_curve: str | None)
     ctx.options |= _OPTIONS
     ctx.set_ciphers(":".join(ciphers))
     ctx.set_alpn_protocols(list(ALPN_PROTOCOLS))
+    restrict_groups(ctx)  # X25519, P-256, P-384 (Mozilla intermediate)
     if ecdh_curve:
         ctx.set_ecdh_curve(ecdh_curve)
 

@@ -23,6 +23,7 @@ from gateway_core.tls.common import (
     file_signature,
     san_matches,
 )
+from gateway_core.tls.groups import restrict_groups
 
 _log = logging.getLogger("gateway.tls.upstream")
 
@@ -52,6 +53,7 @@ def build_client_context(tls: UpstreamTls, alpn: tuple[str, ...] = UPSTREAM_ALPN
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
     ctx.set_alpn_protocols(list(alpn))
+    restrict_groups(ctx)  # X25519, P-256, P-384, as downstream
     try:
         if tls.insecure_skip_verify:
             ctx.check_hostname = False

@@ -5,7 +5,8 @@ aiohttp's pure-Python HTTP parser (used when its C extension is missing) takes
 and waits for a body that never comes, where the C parser answers 400 (RFC 9110 §8.6 and RFC 9112
 §7.1 require recipients to guard against such overflows). So the gateway refuses to run without
 aiohttp's C parser; the data path itself needs httptools (llhttp).
-``python -m gateway_core.utils.preflight`` runs the same checks (the test command calls it).
+``python -m gateway_core.utils.preflight`` runs the same checks (the test command calls it), and
+also says whether TLS contexts offer only X25519, P-256 and P-384 (``gateway_core.tls.groups``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ def main() -> int:
         print(f"preflight: {problem}", file=sys.stderr)
         return 1
     print("preflight: httptools and aiohttp's C parser are available")
+    from gateway_core.tls.groups import GROUPS_STATUS
+
+    print(f"preflight: {GROUPS_STATUS}")
     return 0
 
 

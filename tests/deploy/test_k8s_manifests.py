@@ -106,6 +106,7 @@ def test_overlays_render_the_full_set_of_objects(overlay: tuple[str, list[Obj]])
         "ConfigMap",
         "Deployment",
         "HorizontalPodAutoscaler",
+        "NetworkPolicy",
         "PodDisruptionBudget",
         "Service",
         "ServiceAccount",

@@ -5,11 +5,14 @@ from __future__ import annotations
 import signal
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
+from gateway_core.server.admin_auth import AdminAuth
 from gateway_lab.control import (
     ControlClient,
     LabNotRunning,
@@ -50,15 +53,63 @@ class FakeLab:
             raise ProcessError(404, f"no process {name!r}")
 
 
-@pytest.fixture
-async def served() -> AsyncIterator[tuple[FakeLab, ControlClient]]:
-    lab = FakeLab()
-    runner = web.AppRunner(build_control_app(lab))
+async def _serve(lab: FakeLab, auth: AdminAuth | None) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(build_control_app(lab, auth))
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
-    port = runner.addresses[0][1]
+    return runner, runner.addresses[0][1]
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[tuple[FakeLab, ControlClient]]:
+    """The control API as the lab serves it: loopback callers need no token."""
+    lab = FakeLab()
+    runner, port = await _serve(lab, AdminAuth(allow_unauthenticated_loopback=True))
     yield lab, ControlClient(("127.0.0.1", port))
     await runner.cleanup()
+
+
+async def _post(url: str, token: str | None = None) -> tuple[int, str]:
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    async with aiohttp.ClientSession() as session, session.post(url, headers=headers) as resp:
+        return resp.status, resp.headers.get("www-authenticate", "")
+
+
+async def test_post_calls_need_a_token_without_the_loopback_flag(tmp_path: Path) -> None:
+    """With a token file and no loopback flag, a POST from loopback without the token (or with
+    a wrong one) is 401 with ``www-authenticate: Bearer`` and never reaches the lab; the right
+    bearer token gets through; GET stays open."""
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    lab = FakeLab()
+    runner, port = await _serve(lab, AdminAuth.load(str(token), False))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with pytest.raises(ProcessError) as refused:
+            await ControlClient(("127.0.0.1", port)).kill("tier2-c1")
+        assert refused.value.status == 401
+        status, challenge = await _post(base + "/shutdown")
+        assert (status, challenge) == (401, 'Bearer realm="gateway-admin"')
+        status, challenge = await _post(base + "/shutdown", token="wrong")
+        assert status == 401 and 'error="invalid_token"' in challenge
+        assert lab.calls == []
+        assert (await ControlClient(("127.0.0.1", port)).status())["state"] == "ready"
+        assert (await _post(base + "/processes/tier2-c1/kill", token="s3cret"))[0] == 200
+        assert lab.calls == [("kill", "tier2-c1", "SIGKILL")]
+    finally:
+        await runner.cleanup()
+
+
+async def test_no_auth_configured_refuses_every_post() -> None:
+    """``build_control_app`` without ``auth`` lets nobody call POST, loopback included."""
+    lab = FakeLab()
+    runner, port = await _serve(lab, None)
+    try:
+        with pytest.raises(ProcessError) as refused:
+            await ControlClient(("127.0.0.1", port)).shutdown()
+        assert refused.value.status == 401 and lab.calls == []
+    finally:
+        await runner.cleanup()
 
 
 async def test_kill_then_start_reach_the_lab(served: tuple[FakeLab, ControlClient]) -> None:

@@ -36,6 +36,7 @@ def test_tier2_command_line() -> None:
         sys.executable, "-m", "tier2_gateway", "run",
         "--config", "/w/overrides/cluster-1", str(LAB / "tier2"), str(LAB / "cluster-1"),
         "--admin-address", "127.0.1.1:15000",
+        "--admin-allow-unauthenticated-loopback",
         "--bind-address", "127.0.1.1",
         "--cert-dir", "/w/certs",
         "--dns-server", "127.0.0.1:15353",
@@ -47,6 +48,7 @@ def test_tier2_command_line() -> None:
     assert spec.summary == "127.0.1.1 :8080 :8443, admin 127.0.1.1:15000"
     tier1 = specs["tier1-gateway"].argv
     assert tier1[2] == "tier1_gateway" and "--cluster-name" not in tier1
+    assert "--admin-allow-unauthenticated-loopback" in tier1  # the lab's POST /reload works
     assert specs["pods-cluster-2"].argv[2:5] == ("gateway_lab.pods", "--cluster", "cluster-2")
 
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from gateway_core.config.diagnostics import Diagnostics, Origin
-from gateway_core.config.regex import translate_re2
+from gateway_core.config.regex import compile_regex, compile_rewrite
 
 RE2_SYNTAX_HINT = (
     "Istio uses RE2 style regex-based match (https://github.com/google/re2/wiki/Syntax)"
@@ -177,91 +177,25 @@ def int_percent_error(value: int) -> str | None:
 
 
 def regex_error(pattern: str) -> str | None:
-    """A regex Istio would accept (RE2, at most 1024 chars) that Python's ``re`` also compiles.
-
-    Compiled as bytes, as the data path's matchers do (so ``\\d`` stays ASCII, like RE2).
-    """
+    """A regex Istio would accept: at most 1024 characters, and one RE2 compiles (the error is
+    RE2's own message, as Istio reports Go's ``regexp`` message)."""
     if len(pattern) > MAX_REGEX_LENGTH:
         return f"regex is too large, max length allowed is {MAX_REGEX_LENGTH}"
-    unsupported = _re2_unsupported(pattern)
-    if unsupported is not None:
-        return f"{unsupported} is not supported; {RE2_SYNTAX_HINT}"
     try:
-        re.compile(translate_re2(pattern).encode("utf-8"))
-    except re.error as exc:
+        compile_regex(pattern)
+    except ValueError as exc:
         return f"invalid regex: {exc}; {RE2_SYNTAX_HINT}"
     return None
 
 
-_RE2_GROUP_FLAGS = frozenset("imsU-")
-_UNSUPPORTED_GROUPS = (
-    ("(?<=", "lookbehind (?<=...)"),
-    ("(?<!", "negative lookbehind (?<!...)"),
-    ("(?=", "lookahead (?=...)"),
-    ("(?!", "negative lookahead (?!...)"),
-    ("(?P=", "backreference (?P=name)"),
-    ("(?#", "comment group (?#...)"),
-    ("(?(", "conditional group (?(...)...)"),
-    ("(?>", "atomic group (?>...)"),
-)
-
-
-def _re2_unsupported(pattern: str) -> str | None:
-    """Constructs Python's ``re`` accepts but RE2 (Go ``regexp``, Envoy) rejects."""
-    i = 0
-    in_class = False
-    while i < len(pattern):
-        ch = pattern[i]
-        if ch == "\\":
-            nxt = pattern[i + 1 : i + 2]
-            if nxt in set("123456789"):
-                return f"backreference \\{nxt}"
-            i += 2
-            continue
-        if in_class:
-            if ch == "]":
-                in_class = False
-            i += 1
-            continue
-        if ch == "[":
-            in_class = True
-            # A ']' right after '[' or '[^' is a literal member, not the end of the class.
-            i += 1
-            if pattern[i : i + 1] == "^":
-                i += 1
-            if pattern[i : i + 1] == "]":
-                i += 1
-            continue
-        if ch == "(" and pattern[i + 1 : i + 2] == "?":
-            found = _unsupported_group(pattern, i)
-            if found is not None:
-                return found
-        if ch in "*+?}" and pattern[i + 1 : i + 2] == "+" and _is_quantifier(pattern, i):
-            return f"possessive quantifier {ch}+"
-        i += 1
+def regex_rewrite_error(pattern: str, rewrite: str) -> str | None:
+    """An RE2 rewrite string that RE2 can apply for ``pattern`` (``\\N`` groups that exist,
+    no other backslash escape than ``\\\\``); None when ``pattern`` itself is invalid."""
+    try:
+        compile_rewrite(compile_regex(pattern), rewrite)
+    except ValueError as exc:
+        return f"invalid rewrite: {exc}"
     return None
-
-
-def _unsupported_group(pattern: str, start: int) -> str | None:
-    for prefix, name in _UNSUPPORTED_GROUPS:
-        if pattern.startswith(prefix, start):
-            return name
-    if pattern.startswith("(?P<", start) or pattern.startswith("(?<", start):
-        return None
-    flags = re.match(r"\(\?([A-Za-z-]*)[:)]", pattern[start:])
-    if flags and not set(flags.group(1)) <= _RE2_GROUP_FLAGS:
-        return f"flag group (?{flags.group(1)})"
-    return None
-
-
-def _is_quantifier(pattern: str, index: int) -> bool:
-    ch = pattern[index]
-    if ch in "*+":
-        return index > 0
-    if ch == "?":
-        # '(?' opens a group; '*?'/'+?'/'??' is a lazy quantifier, which RE2 supports.
-        return index > 0 and pattern[index - 1] not in "(*+?"
-    return re.search(r"\{\d+(,\d*)?$", pattern[:index]) is not None
 
 
 def header_name_error(name: str) -> str | None:

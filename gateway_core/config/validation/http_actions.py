@@ -15,6 +15,7 @@ from gateway_core.config.validation._common import (
     port_error,
     quote,
     regex_error,
+    regex_rewrite_error,
 )
 from gateway_core.config.virtual_service import (
     Abort,
@@ -151,7 +152,13 @@ def validate_rewrite(rewrite: HTTPRewrite, path: str, rep: Reporter) -> None:
             "UriRegexRewrite requires both Rewrite and Match fields to be specified",
         )
     if regex_rewrite.match:
-        rep.error(f"{path}.uriRegexRewrite.match", regex_error(regex_rewrite.match))
+        match_error = regex_error(regex_rewrite.match)
+        rep.error(f"{path}.uriRegexRewrite.match", match_error)
+        if match_error is None and regex_rewrite.rewrite:
+            rep.error(
+                f"{path}.uriRegexRewrite.rewrite",
+                regex_rewrite_error(regex_rewrite.match, regex_rewrite.rewrite),
+            )
 
 
 def validate_retries(retries: HTTPRetry, path: str, rep: Reporter) -> None:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import re
-
+from gateway_core.config.regex import compile_regex, compile_rewrite
 from gateway_core.proxy.messages import (
     request_head,
     response_headers,
@@ -50,7 +49,8 @@ def test_rewrite_prefix_exact_and_regex() -> None:
     rewrite = entry(rewrite=RewriteSpec(uri=b"/v2"))
     assert upstream_target(req(b"/api/v1/users", b"x=1"), rewrite, prefix) == b"/v2/users?x=1"
     assert upstream_target(req(b"/old"), rewrite, exact) == b"/v2"
-    regex = RewriteSpec(regex=re.compile(rb"^/rx/([^/]+)/(.*)$"), regex_substitution=rb"/\2/\1")
+    rx = compile_rewrite(compile_regex(r"^/rx/([^/]+)/(.*)$"), r"/\2/\1")
+    regex = RewriteSpec(regex=rx)
     assert upstream_target(req(b"/rx/a/b/c"), entry(rewrite=regex), None) == b"/b/c/a"
     assert upstream_target(req(b"/same", b"q"), entry(), None) == b"/same?q"
 

@@ -14,6 +14,7 @@ from gateway_core.config.validation._common import (
     percentage_error,
     prime,
     regex_error,
+    regex_rewrite_error,
     wildcard_domain_error,
 )
 from gateway_core.config.validation.locality import localities_error
@@ -41,27 +42,56 @@ def test_re2_compatible_regexes_pass(pattern: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("pattern", "feature"),
+    ("pattern", "re2_message"),
     [
-        ("a(?=b)", "lookahead (?=...)"),
-        ("a(?!b)", "negative lookahead (?!...)"),
-        ("(?<=a)b", "lookbehind (?<=...)"),
-        ("(?<!a)b", "negative lookbehind (?<!...)"),
-        (r"(a)\1", "backreference \\1"),
-        ("(?P<x>a)(?P=x)", "backreference (?P=name)"),
-        ("a(?#note)", "comment group (?#...)"),
-        ("(?>ab)", "atomic group (?>...)"),
-        ("a++", "possessive quantifier ++"),
-        ("a{2}+", "possessive quantifier }+"),
-        ("(?x) a", "flag group (?x)"),
+        ("a(?=b)", "invalid perl operator: (?="),
+        ("a(?!b)", "invalid perl operator: (?!"),
+        ("(?<=a)b", "invalid perl operator: (?<="),
+        ("(?<!a)b", "invalid perl operator: (?<!"),
+        (r"(a)\1", "invalid escape sequence: \\1"),
+        ("(?P<x>a)(?P=x)", "invalid perl operator: (?P"),
+        ("a(?#note)", "invalid perl operator: (?#"),
+        ("(?>ab)", "invalid perl operator: (?>"),
+        ("a++", "bad repetition operator: ++"),
+        ("a{2}+", "bad repetition operator: {2}+"),
+        ("(?x) a", "invalid perl operator: (?x"),
+        ("[", "missing ]: ["),
+        (r"\Z", "invalid escape sequence: \\Z"),
+        ("a{1001}", "invalid repetition size: {1001}"),
     ],
 )
-def test_constructs_re2_rejects_are_errors(pattern: str, feature: str) -> None:
-    """Python-only regex syntax is rejected with Istio's RE2 hint."""
+def test_constructs_re2_rejects_are_errors(pattern: str, re2_message: str) -> None:
+    """What RE2 rejects is an error carrying RE2's own message and Istio's RE2 hint."""
     assert regex_error(pattern) == (
-        f"{feature} is not supported; Istio uses RE2 style regex-based match "
+        f"invalid regex: {re2_message}; Istio uses RE2 style regex-based match "
         "(https://github.com/google/re2/wiki/Syntax)"
     )
+
+
+@pytest.mark.parametrize(
+    "pattern", [r"[[:^alpha:]]", r"\p{Greek}+", r"\Qa.b\E", "(?U)a+", "/a(?i)b", r"abc\z"]
+)
+def test_re2_only_constructs_are_accepted(pattern: str) -> None:
+    """RE2 syntax that Python's ``re`` lacks is valid: RE2 itself runs the patterns."""
+    assert regex_error(pattern) is None
+
+
+@pytest.mark.parametrize(
+    ("rewrite", "message"),
+    [
+        (r"/x/\2", "Rewrite schema requests 2 matches, but the regexp only has 1 parenthesized"),
+        ("/x\\", "Rewrite schema error: '\\' not allowed at end."),
+        (r"/x\n", "Rewrite schema error: '\\' must be followed by a digit or '\\'."),
+        (r"/x/\1/\0/\\", None),
+    ],
+)
+def test_regex_rewrite_strings_follow_re2(rewrite: str, message: str | None) -> None:
+    """uriRegexRewrite.rewrite is an RE2 rewrite string: \\0-\\9 groups that exist, \\\\."""
+    error = regex_rewrite_error("^/a/(.*)$", rewrite)
+    if message is None:
+        assert error is None
+    else:
+        assert error is not None and error.startswith(f"invalid rewrite: {message}"), error
 
 
 def test_regex_length_limit_is_1024() -> None:
@@ -199,8 +229,8 @@ def test_locality_table(localities: list[str], message: str | None) -> None:
     assert localities_error(localities) == message
 
 
-def test_regex_compiled_as_bytes_like_the_data_path() -> None:
-    """Python-str-only escapes such as \\u (not RE2 either) are rejected."""
+def test_python_only_escapes_are_rejected() -> None:
+    """Python-str-only escapes such as \\u are not RE2: RE2's message says so."""
     message = regex_error(r"\u0041")
     assert message is not None
-    assert message.startswith("invalid regex: bad escape \\u")
+    assert message.startswith("invalid regex: invalid escape sequence: \\u")

@@ -34,22 +34,22 @@ CASES: list[tuple[str, str, list[Expected]]] = [
     (
         "regex-does-not-compile",
         vs(f"{{match: [{{uri: {{regex: '['}}}}], {ROUTE}}}"),
-        [(ERROR, f"{M0}.uri.regex", "invalid regex")],
+        [(ERROR, f"{M0}.uri.regex", "invalid regex: missing ]: [; Istio uses RE2")],
     ),
     (
         "regex-lookahead",
         vs(f"{{match: [{{uri: {{regex: '^/a(?=b)'}}}}], {ROUTE}}}"),
-        [(ERROR, f"{M0}.uri.regex", "lookahead (?=...) is not supported; Istio uses RE2")],
+        [(ERROR, f"{M0}.uri.regex", "invalid regex: invalid perl operator: (?=; Istio uses RE2")],
     ),
     (
         "regex-negative-lookbehind-in-header",
         vs(f"{{match: [{{headers: {{x-a: {{regex: '(?<!a)b'}}}}}}], {ROUTE}}}"),
-        [(ERROR, f"{M0}.headers.x-a.regex", "negative lookbehind (?<!...) is not supported")],
+        [(ERROR, f"{M0}.headers.x-a.regex", "invalid regex: invalid perl operator: (?<!")],
     ),
     (
         "regex-backreference",
         vs(f"{{match: [{{uri: {{regex: '(a)\\1'}}}}], {ROUTE}}}"),
-        [(ERROR, f"{M0}.uri.regex", "backreference \\1 is not supported")],
+        [(ERROR, f"{M0}.uri.regex", "invalid regex: invalid escape sequence: \\1")],
     ),
     (
         "regex-too-long",
@@ -170,7 +170,18 @@ CASES: list[tuple[str, str, list[Expected]]] = [
     (
         "regex-rewrite-lookahead",
         vs(f"{{{ROUTE}, rewrite: {{uriRegexRewrite: {{match: '(?=x)', rewrite: /c}}}}}}"),
-        [(ERROR, f"{R0}.rewrite.uriRegexRewrite.match", "lookahead")],
+        [(ERROR, f"{R0}.rewrite.uriRegexRewrite.match", "invalid perl operator: (?=")],
+    ),
+    (
+        "regex-rewrite-missing-group",
+        vs(f"{{{ROUTE}, rewrite: {{uriRegexRewrite: {{match: '^/(a)', rewrite: '/\\2'}}}}}}"),
+        [
+            (
+                ERROR,
+                f"{R0}.rewrite.uriRegexRewrite.rewrite",
+                "invalid rewrite: Rewrite schema requests 2 matches, but the regexp only has 1",
+            )
+        ],
     ),
     (
         "rewrite-empty",
