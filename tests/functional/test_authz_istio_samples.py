@@ -26,7 +26,7 @@ from gateway_core.security.authz import AccessFacts, AuthorizationFilter
 from gateway_core.security.principal import RequestAuth
 from gateway_core.snapshot import NodeInfo, frozen_labels
 from tests.conftest import free_port
-from tests.functional.support import capture_upstream, config, get
+from tests.functional.support import capture_upstream, config, get, metric_samples
 from tests.helpers import shared_path
 
 SAMPLES = "istio-samples/security"
@@ -119,3 +119,9 @@ async def test_tokenless_rows_through_a_real_gateway(
         if status == 403:
             assert resp.body == b"RBAC: access denied"
             assert up.requests == []
+            # Denied for want of a token: counted as unauthenticated, by the deciding policy
+            # (a DENY policy by name; "none" when no ALLOW policy matched).
+            deciding = "istio-system/frontend-ingress" if "ingress-jwt" in policy else "none"
+            samples = await metric_samples(harness.admin)
+            key = ("gateway_authz_unauthenticated_total", (("policy", deciding),))
+            assert samples[key] == 1
