@@ -16,6 +16,8 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
+
 from tests.conftest import free_port
 from tests.functional.support import (
     capture_upstream,
@@ -102,6 +104,14 @@ async def test_denials_are_403_rbac_and_never_reach_the_upstream(
         unmatched = (("decision", "denied"), ("policy", "none"))
         assert samples[(rq, unmatched)] == 5
         assert not any("egressgateway" in str(k) or "other-gateways" in str(k) for k in samples)
+        async with aiohttp.ClientSession() as session, session.get(gw.admin + "/config_dump") as r:
+            dump = await r.json()
+        assert dump["authorization"] == [
+            {"policy": "istio-system/no-secrets", "action": "DENY", "rules": 1,
+             "reads_request_auth": False},
+            {"policy": "istio-system/public-only", "action": "ALLOW", "rules": 1,
+             "reads_request_auth": False},
+        ]  # fmt: skip
 
 
 async def test_remote_ip_blocks_read_x_forwarded_for_within_the_trusted_hops(
