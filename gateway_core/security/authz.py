@@ -79,10 +79,10 @@ class Matcher:
     __slots__ = ()
 
     def any_of(self, value: Attribute) -> bool:
+        if value.__class__ is str:
+            return self.one(value)
         if value is None:
             return False
-        if isinstance(value, str):
-            return self.one(value)
         return any(self.one(v) for v in value)
 
     def one(self, value: str) -> bool:
@@ -155,9 +155,11 @@ class Check:
 
     def __call__(self, facts: AccessFacts) -> bool:
         value = self.get(facts)
-        if self.values is not None and not self.values.any_of(value):
+        values = self.values
+        if values is not None and not values.any_of(value):
             return False
-        return self.not_values is None or not self.not_values.any_of(value)
+        not_values = self.not_values
+        return not_values is None or not not_values.any_of(value)
 
 
 Clause = tuple[Check, ...]
@@ -165,7 +167,17 @@ Clause = tuple[Check, ...]
 
 
 def _all(checks: Clause, facts: AccessFacts) -> bool:
-    return all(check(facts) for check in checks)
+    for check in checks:  # loops, not all()/any(): this runs for every request
+        if not check(facts):
+            return False
+    return True
+
+
+def _any(clauses: tuple[Clause, ...], facts: AccessFacts) -> bool:
+    for checks in clauses:
+        if _all(checks, facts):
+            return True
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,10 +190,10 @@ class CompiledRule:
 
     def matches(self, facts: AccessFacts) -> bool:
         sources = self.sources
-        if sources is not None and not any(_all(s, facts) for s in sources):
+        if sources is not None and not _any(sources, facts):
             return False
         operations = self.operations
-        if operations is not None and not any(_all(o, facts) for o in operations):
+        if operations is not None and not _any(operations, facts):
             return False
         return _all(self.when, facts)
 
