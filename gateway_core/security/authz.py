@@ -167,14 +167,16 @@ Clause = tuple[Check, ...]
 
 
 def _all(checks: Clause, facts: AccessFacts) -> bool:
-    for check in checks:  # loops, not all()/any(): this runs for every request
+    # Loops, not all()/any() over generators: this runs for every request, and a generator
+    # costs more than the checks themselves (measured: 13 -> 5 us for two policies).
+    for check in checks:  # noqa: SIM110
         if not check(facts):
             return False
     return True
 
 
 def _any(clauses: tuple[Clause, ...], facts: AccessFacts) -> bool:
-    for checks in clauses:
+    for checks in clauses:  # noqa: SIM110
         if _all(checks, facts):
             return True
     return False

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+import pytest
 
 from tests.conftest import free_port
 from tests.functional.support import (
@@ -205,3 +207,28 @@ async def test_no_policy_means_no_filter_and_a_reload_adds_one(
             assert asyncio.get_running_loop().time() < deadline, "the reload never applied"
             await asyncio.sleep(0.05)
         assert len(gw.gateway.runtime.snapshot.gateway_filters) == 1
+
+
+async def test_audit_counts_and_logs_without_changing_the_outcome(
+    gateway: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    audit = f"""---
+{AP}metadata: {{name: watch-admin, namespace: istio-system}}
+spec:
+  action: AUDIT
+  rules: [{{to: [{{operation: {{paths: ["/admin*"]}}}}]}}]
+"""
+    async with capture_upstream() as up:
+        port = free_port()
+        gw = await gateway(config(port, _rules(), {"app.local": [up.port]}, extra=audit))
+        with caplog.at_level(logging.INFO, logger="gateway.authz"):
+            assert await _status(port, "/admin/x") == 200
+            assert await _status(port, "/other") == 200
+        assert len(up.requests) == 2
+        logged = [r.getMessage() for r in caplog.records if r.name == "gateway.authz"]
+        assert logged == ["AUDIT policy istio-system/watch-admin rules[0] matched GET /admin/x"]
+        samples = await metric_samples(gw.admin)
+        audited = ("gateway_authz_audited_total", (("policy", "istio-system/watch-admin"),))
+        assert samples[audited] == 1
+        none = (("decision", "allowed"), ("policy", "none"))
+        assert samples[("gateway_authz_requests_total", none)] == 2
