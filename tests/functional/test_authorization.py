@@ -232,3 +232,23 @@ spec:
         assert samples[audited] == 1
         none = (("decision", "allowed"), ("policy", "none"))
         assert samples[("gateway_authz_requests_total", none)] == 2
+
+
+async def test_grpc_denial_is_permission_denied(gateway: Callable[..., Any]) -> None:
+    """A gRPC client gets a trailers-only PERMISSION_DENIED (7) with Envoy's message."""
+    async with capture_upstream() as up:
+        port = free_port()
+        await gateway(
+            config(port, _rules(), {"app.local": [up.port]}, extra=POLICIES), labels=LABELS
+        )
+        grpc = {"content-type": "application/grpc", "te": "trailers", "host": "app.example.com"}
+        async with (
+            aiohttp.ClientSession() as s,
+            s.post(f"http://127.0.0.1:{port}/pkg.Svc/Call", data=b"\0" * 5, headers=grpc) as r,
+        ):
+            assert r.status == 200
+            assert r.headers["grpc-status"] == "7"
+            # grpc-message is percent-encoded; clients decode it.
+            assert urllib.parse.unquote(r.headers["grpc-message"]) == "RBAC: access denied"
+            assert await r.read() == b""
+        assert up.requests == []
