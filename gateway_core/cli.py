@@ -138,6 +138,12 @@ def _parser(role: RoleDefaults) -> argparse.ArgumentParser:
     ex.add_argument("-X", "--method", default="GET")
     ex.add_argument("--source-ip", default="127.0.0.1")
     ex.add_argument(
+        "--xff-trusted-hops",
+        type=int,
+        default=role.xff_trusted_hops,
+        help="X-Forwarded-For hops to trust for remote.ip (authorization)",
+    )
+    ex.add_argument(
         "--http2",
         action="store_true",
         help="the client speaks HTTP/2 (decides useClientProtocol upstreams)",
@@ -263,7 +269,8 @@ def _explain(args: argparse.Namespace, role: RoleDefaults) -> int:
         for diag in result.diagnostics.errors:
             print(diag, file=sys.stderr)
         return 1
-    res = explain(result.snapshot, Call(args.url, args.method, headers, args.source_ip, args.http2))
+    call = Call(args.url, args.method, headers, args.source_ip, args.http2, args.xff_trusted_hops)
+    res = explain(result.snapshot, call)
     if args.json:
         print(json.dumps(asdict(res), indent=2))
     else:
@@ -309,6 +316,8 @@ def format_result(res: Result, raw_destinations: list[dict[str, object]] | None 
     lines = [f"listener:        {res.listener or '-'}", f"gateway server:  {res.server or '-'}"]
     if res.downstream_protocol:
         lines.append(f"client protocol: {res.downstream_protocol}")
+    if res.authorization:
+        lines.append(f"authorization:   {res.authorization}")
     lines.append(f"virtual host:    {res.virtual_host or '-'}")
     if res.route is None:
         lines.append(f"result:          {res.reason}")

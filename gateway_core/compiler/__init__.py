@@ -10,6 +10,7 @@ import hashlib
 import json
 from types import MappingProxyType
 
+from gateway_core.compiler.authorization import build_authorization
 from gateway_core.compiler.clusters import ClusterCollector
 from gateway_core.compiler.index import ConfigIndex
 from gateway_core.compiler.listeners import build_listener_specs, plan_listeners
@@ -32,6 +33,9 @@ def compile_snapshot(
     plans = plan_listeners(resources.gateways, node, diags)
     clusters = ClusterCollector(index)
     route_tables = build_route_tables(plans, index, node, clusters)
+    # Gateway-wide filters, in order: request authentication (RequestAuthentication, which
+    # fills ``Exchange.auth``) belongs first, then authorization, which reads it.
+    gateway_filters: tuple[object, ...] = (*build_authorization(resources, node, diags),)
     if not diags.ok:
         raise ConfigError(diags)
     return Snapshot(
@@ -41,6 +45,7 @@ def compile_snapshot(
         route_tables=MappingProxyType(route_tables),
         clusters=MappingProxyType(clusters.build(node)),
         warnings=tuple(str(d) for d in diags.warnings),
+        gateway_filters=gateway_filters,
     )
 
 

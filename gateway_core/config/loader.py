@@ -26,6 +26,9 @@ from gateway_core.config.resources import (
     ISTIO_GROUP,
     ISTIO_VERSIONS,
     KIND_SPECS,
+    SECURITY_GROUP,
+    SECURITY_KINDS,
+    SECURITY_VERSIONS,
     Resource,
     Resources,
 )
@@ -113,7 +116,7 @@ def _parse_yaml(text: str, name: str, diags: Diagnostics) -> list[tuple[Origin, 
 
 
 def parse_documents(docs: Sequence[tuple[Origin, Any]], diags: Diagnostics) -> Resources:
-    buckets: dict[str, list[Resource[Any]]] = {kind: [] for kind in KIND_SPECS}
+    buckets: dict[str, list[Resource[Any]]] = {kind: [] for kind in (*KIND_SPECS, *SECURITY_KINDS)}
     extensions: list[Resource[ApiModel]] = []
     seen: dict[str, Origin] = {}
     for origin, doc in docs:
@@ -137,6 +140,7 @@ def parse_documents(docs: Sequence[tuple[Origin, Any]], diags: Diagnostics) -> R
         destination_rules=tuple(buckets["DestinationRule"]),
         service_entries=tuple(buckets["ServiceEntry"]),
         extensions=tuple(extensions),
+        authorization_policies=tuple(buckets["AuthorizationPolicy"]),
     )
 
 
@@ -153,6 +157,9 @@ def _parse_document(origin: Origin, doc: Any, diags: Diagnostics) -> Resource[An
     if group == ISTIO_GROUP and kind in KIND_SPECS:
         spec_type: type[ApiModel] = KIND_SPECS[kind]
         versions: tuple[str, ...] = ISTIO_VERSIONS
+    elif group == SECURITY_GROUP and kind in SECURITY_KINDS:
+        spec_type = SECURITY_KINDS[kind]
+        versions = SECURITY_VERSIONS
     elif group == EXTENSION_GROUP and kind in EXTENSION_KINDS:
         spec_type = EXTENSION_KINDS[kind]
         versions = EXTENSION_VERSIONS

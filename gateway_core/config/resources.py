@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from gateway_core.config._base import ApiModel
+from gateway_core.config.authorization import AuthorizationPolicySpec
 from gateway_core.config.common import ObjectMeta
 from gateway_core.config.destination_rule import DestinationRuleSpec
 from gateway_core.config.diagnostics import Origin
@@ -16,6 +17,8 @@ from gateway_core.config.virtual_service import VirtualServiceSpec
 
 ISTIO_GROUP = "networking.istio.io"
 ISTIO_VERSIONS = ("v1", "v1beta1", "v1alpha3")
+SECURITY_GROUP = "security.istio.io"
+SECURITY_VERSIONS = ("v1", "v1beta1")
 
 SpecT = TypeVar("SpecT", bound=ApiModel)
 
@@ -52,6 +55,7 @@ class Resources:
     destination_rules: tuple[Resource[DestinationRuleSpec], ...] = ()
     service_entries: tuple[Resource[ServiceEntrySpec], ...] = ()
     extensions: tuple[Resource[ApiModel], ...] = field(default=())
+    authorization_policies: tuple[Resource[AuthorizationPolicySpec], ...] = ()
 
     def all(self) -> Iterator[Resource[ApiModel]]:
         yield from self.gateways  # type: ignore[misc]
@@ -59,6 +63,7 @@ class Resources:
         yield from self.destination_rules  # type: ignore[misc]
         yield from self.service_entries  # type: ignore[misc]
         yield from self.extensions
+        yield from self.authorization_policies  # type: ignore[misc]
 
     def gateway(self, namespace: str, name: str) -> Resource[GatewaySpec] | None:
         for gw in self.gateways:
@@ -76,3 +81,6 @@ KIND_SPECS: dict[str, type[ApiModel]] = {
     "DestinationRule": DestinationRuleSpec,
     "ServiceEntry": ServiceEntrySpec,
 }
+
+SECURITY_KINDS: dict[str, type[ApiModel]] = {"AuthorizationPolicy": AuthorizationPolicySpec}
+"""Kinds of ``security.istio.io`` this gateway reads."""

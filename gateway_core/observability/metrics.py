@@ -26,6 +26,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from gateway_core.observability.authz_metrics import AuthzCollector, AuthzCounters
+
 FOLD_EVERY = 256
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -100,6 +102,8 @@ class GatewayMetrics:
         self._statuses: list[int] = []
         self._durations: list[float] = []
         registry.register(_Collector(self))
+        self.authz = AuthzCounters()
+        registry.register(AuthzCollector(self.authz, tier))
 
     def record_request(self, status: int, seconds: float, flags: Iterable[str]) -> None:
         """Status and duration are buffered and counted by ``fold`` in batches (every

@@ -17,7 +17,7 @@ import collections
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar, Protocol, cast
 
-from gateway_core.proxy.client_info import origin_ip, trusts_https
+from gateway_core.proxy.client_info import TlsFacts, origin_ip, tls_facts, trusts_https
 from gateway_core.proxy.errors import report_internal_error
 from gateway_core.proxy.http1_wire import Http1ResponseWriter, render
 from gateway_core.routing.request import RequestHead
@@ -78,6 +78,7 @@ class ClientConnection(Http1ResponseWriter, asyncio.Protocol):
         "runtime",
         "scheme",
         "sniff",
+        "tls_facts",
         "transport",
         "trust_forwarded",
         "tunnel",
@@ -104,6 +105,7 @@ class ClientConnection(Http1ResponseWriter, asyncio.Protocol):
         self.peer_address: tuple[str, int] = ("", 0)
         self.local_address: tuple[str, int] = ("", 0)
         self.trust_forwarded = runtime.settings.xff_trusted_hops > 0
+        self.tls_facts: TlsFacts | None = None
         self.closed = False
         self.current: ClientExchange | None = None
         self.parsing: ClientExchange | None = None
@@ -158,6 +160,7 @@ class ClientConnection(Http1ResponseWriter, asyncio.Protocol):
                 self.transport.abort()
                 return
             self.route_table = tls.server_of(ssl_object).route_table
+            self.tls_facts = tls_facts(tls, ssl_object)
             if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
                 self._become_h2(b"")
                 return

@@ -99,6 +99,9 @@ class TlsAdmission(Protocol):
     def server_of(self, conn: ssl.SSLObject) -> ServerSpec:
         """The server (and so the route table) the handshake selected."""
 
+    def server_name(self, conn: ssl.SSLObject) -> str | None:
+        """The SNI name the client sent, or None."""
+
 
 class ListenerContext(Protocol):
     """The listener a client connection arrived on."""

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway_core.proxy import cors, fault
+from gateway_core.proxy.authorize import AuthzTarget, authorize
 from gateway_core.proxy.local_reply import route_answer
 from gateway_core.routing.actions import (
     CorsSpec,
@@ -33,6 +34,7 @@ from gateway_core.routing.actions import (
     RedirectAction,
     RouteAction,
 )
+from gateway_core.security.authz import AuthorizationFilter
 
 if TYPE_CHECKING:
     from gateway_core.routing.matchers import RequestMatch
@@ -40,9 +42,9 @@ if TYPE_CHECKING:
     from gateway_core.routing.route_table import RouteEntry
 
 
-class FilterTarget(fault.FaultTarget, Protocol):
+class FilterTarget(fault.FaultTarget, AuthzTarget, Protocol):
     """What the filters use of an exchange (``Exchange`` implements it): the fault filter's
-    needs, and these."""
+    and authorization's needs, and these."""
 
     cors_origin: bytes | None
 
@@ -112,5 +114,9 @@ _HANDLERS: dict[type, Callable[[FilterTarget, Any, int], bool]] = {
 """One handler per kind of chain element."""
 
 
-_GATEWAY_HANDLERS: dict[type, Callable[[FilterTarget, Any], bool]] = {}
+_GATEWAY_HANDLERS: dict[type, Callable[[FilterTarget, Any], bool]] = {
+    # Request authentication (RequestAuthentication) registers here too; the compiler puts it
+    # before authorization in ``Snapshot.gateway_filters``.
+    AuthorizationFilter: authorize,
+}
 """One handler per kind of gateway-wide element: True when it took the request."""

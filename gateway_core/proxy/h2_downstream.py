@@ -19,6 +19,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, cast
 
+from gateway_core.proxy.client_info import TlsFacts, tls_facts
 from gateway_core.proxy.codec.events import (
     ConnectionFailed,
     Data,
@@ -74,6 +75,7 @@ class H2Downstream(asyncio.Protocol):
         self.client_ip = peer[0] or "127.0.0.1"
         self.client_ip_bytes = self.client_ip.encode()
         self.trust_forwarded = runtime.settings.xff_trusted_hops > 0
+        self.tls_facts: TlsFacts | None = None
         self.transport: asyncio.Transport | None = None
         self.codec = H2ServerCodec()
         self.streams: dict[int, H2Stream] = {}
@@ -90,6 +92,9 @@ class H2Downstream(asyncio.Protocol):
     # -- connection lifecycle -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        ssl_object = transport.get_extra_info("ssl_object")
+        if self.listener.tls is not None and ssl_object is not None:
+            self.tls_facts = tls_facts(self.listener.tls, ssl_object)
         self.runtime.connections.add(self)
         self.flush()  # our SETTINGS
         self._timer = self.loop.call_later(self._tick, self._on_timer)

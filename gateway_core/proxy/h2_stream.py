@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Protocol
 
-from gateway_core.proxy.client_info import origin_ip, trusts_https
+from gateway_core.proxy.client_info import TlsFacts, origin_ip, trusts_https
 from gateway_core.proxy.codec.events import RequestHead as H2RequestHead
 from gateway_core.proxy.errors import report_internal_error
 from gateway_core.proxy.interfaces import ClientFacts
@@ -148,6 +148,10 @@ class H2Stream:
     @property
     def trust_forwarded(self) -> bool:
         return self.conn.trust_forwarded
+
+    @property
+    def tls_facts(self) -> TlsFacts | None:
+        return self.conn.tls_facts
 
     @property
     def write_paused(self) -> bool:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 from gateway_core.proxy.context import ExchangeOutcome
 
 if TYPE_CHECKING:
+    from gateway_core.proxy.client_info import TlsFacts
     from gateway_core.proxy.context import GatewayContext
     from gateway_core.routing.actions import HeaderList, WeightedCluster
     from gateway_core.routing.matchers import RequestMatch
@@ -46,6 +47,9 @@ class ClientFacts(Protocol):
     def local_address(self) -> tuple[str, int]: ...
     @property
     def trust_forwarded(self) -> bool: ...
+    @property
+    def tls_facts(self) -> TlsFacts | None:
+        """The TLS handshake's SNI name and client principal (None: plaintext)."""
 
 
 class Downstream(ClientFacts, Protocol):

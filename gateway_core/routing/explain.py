@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from gateway_core.config.hosts import host_matches
+from gateway_core.proxy.client_info import origin_ip
 from gateway_core.routing.actions import DirectResponseAction, RedirectAction, RouteAction
 from gateway_core.routing.request import RequestHead
+from gateway_core.security.authz import AccessFacts, AuthorizationFilter
 from gateway_core.snapshot import (
     ClusterSpec,
     EndpointSpec,
@@ -33,6 +35,8 @@ class Call:
     http2: bool = False
     """The client speaks HTTP/2 (``--http2``: ALPN h2 over TLS, h2c prior knowledge in
     plaintext); it decides the upstream protocol of ``useClientProtocol`` clusters."""
+    trusted_hops: int = 0
+    """X-Forwarded-For hops the gateway trusts (``remote.ip``, ``remoteIpBlocks``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +70,8 @@ class Result:
     reason: str = ""
     downstream_protocol: str = ""
     """What the client speaks to the gateway on this listener."""
+    authorization: str = ""
+    """Which AuthorizationPolicy and rule decided, or ``no policy: allowed``."""
 
 
 def explain(snapshot: Snapshot, call: Call) -> Result:
@@ -112,6 +118,11 @@ def explain(snapshot: Snapshot, call: Call) -> Result:
         headers,
         call.source_ip,
     )
+    result.authorization = _authorize(snapshot, call, req, port, protocol)
+    if result.authorization.startswith("denied"):
+        result.reason = "denied by authorization (403 RBAC: access denied)"
+        result.status = 403
+        return result
     table = snapshot.route_tables.get(server.route_table)
     if table is None:
         result.reason = f"route table {server.route_table} is missing"
@@ -169,6 +180,27 @@ def explain(snapshot: Snapshot, call: Call) -> Result:
                 )
             )
     return result
+
+
+def _authorize(
+    snapshot: Snapshot, call: Call, req: RequestHead, port: int, protocol: ListenerProtocol
+) -> str:
+    """The gateway-wide authorization step as the data path runs it (``proxy/authorize.py``);
+    explain presents no token and no client certificate."""
+    engine = next((f for f in snapshot.gateway_filters if isinstance(f, AuthorizationFilter)), None)
+    if engine is None:
+        return "no policy: allowed"
+    facts = AccessFacts(
+        method=call.method,
+        path=req.path.decode("latin-1"),
+        host=req.authority.decode("latin-1").lower(),
+        headers=req.headers,
+        port=port,
+        source_ip=call.source_ip,
+        remote_ip=origin_ip(call.trusted_hops, req, call.source_ip),
+        sni=req.host if protocol is ListenerProtocol.HTTPS else None,
+    )
+    return engine.decide(facts).describe()
 
 
 def upstream_protocol_of(spec: ClusterSpec | None, client_http2: bool) -> str:

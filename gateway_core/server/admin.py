@@ -121,6 +121,7 @@ async def _explain(request: web.Request) -> web.Response:
         headers=tuple(headers),
         source_ip=request.query.get("source_ip", "127.0.0.1"),
         http2=request.query.get("http2", "0") in ("1", "true", ""),
+        trusted_hops=runtime.settings.xff_trusted_hops,
     )
     result = dataclasses.asdict(explain(runtime.snapshot, call))
     result["clusters"] = {

@@ -6,6 +6,7 @@ from typing import Any
 
 from gateway_core.routing.actions import DirectResponseAction, RedirectAction, RouteAction
 from gateway_core.routing.route_table import RouteEntry
+from gateway_core.security.authz import AuthorizationFilter
 from gateway_core.snapshot import ClusterSpec, Snapshot
 from gateway_core.upstream.cluster import Cluster
 from gateway_core.upstream.host import Host
@@ -22,6 +23,7 @@ def snapshot_dump(snapshot: Snapshot) -> dict[str, Any]:
             "bind_address": node.bind_address,
             "labels": dict(node.labels),
         },
+        "authorization": authorization_dump(snapshot.gateway_filters),
         "listeners": [
             {
                 "name": ls.name,
@@ -225,3 +227,18 @@ def _host_health_dump(cluster: Cluster, host: Host) -> dict[str, Any] | None:
         "successes": state.successes,
         "failures": state.failures,
     }
+
+
+def authorization_dump(gateway_filters: tuple[object, ...]) -> list[dict[str, Any]]:
+    """The AuthorizationPolicies that apply to this gateway, in evaluation order."""
+    return [
+        {
+            "policy": policy.name,
+            "action": policy.action,
+            "rules": len(policy.rules),
+            "reads_request_auth": policy.uses_request_auth,
+        }
+        for spec in gateway_filters
+        if isinstance(spec, AuthorizationFilter)
+        for policy in spec.policies
+    ]

@@ -209,6 +209,7 @@ class ServerTlsStore:
         self._listener = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self._listener.sni_callback = self._on_sni
         self._selected: weakref.WeakKeyDictionary[Any, _Entry] = weakref.WeakKeyDictionary()
+        self._names: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
         self._entries: dict[str, _Entry] = {}
         self._failed: dict[str, FileSignature] = {}
         self._exact: dict[str, _Entry] = {}
@@ -300,6 +301,8 @@ class ServerTlsStore:
         entry = self._lookup(server_name)
         conn.context = entry.context
         self._selected[conn] = entry
+        if server_name:
+            self._names[conn] = server_name
 
     def server_for_sni(self, name: str | None) -> ServerSpec:
         return self._lookup(name).spec
@@ -310,6 +313,10 @@ class ServerTlsStore:
     def server_of(self, conn: SslConn) -> ServerSpec:
         """The server (and so the route table) the connection's handshake selected."""
         return self._entry_of(conn).spec
+
+    def server_name(self, conn: SslConn) -> str | None:
+        """The SNI name the client sent (authorization's ``connection.sni``), or None."""
+        return self._names.get(conn)
 
     def requires_client_cert(self, conn: SslConn) -> bool:
         return self._entry_of(conn).mode is ServerTlsMode.MUTUAL

@@ -73,6 +73,41 @@ def test_explain_shows_rule_and_destinations() -> None:
     assert "endpoint user.cluster-1.lab:9080 priority=1" in out
 
 
+def test_explain_names_the_authorization_policy_and_rule() -> None:
+    """With docs/examples/authorization-policies.yaml and the selector's label: an allowed
+    request names the ALLOW rule and routes; a denied one names the DENY rule, exit 1;
+    ``--source-ip`` feeds ``remoteIpBlocks`` (no trusted hops)."""
+    base = (
+        "explain",
+        "--config",
+        str(LAB / "tier2"),
+        str(LAB / "cluster-2"),
+        str(REPO / "docs" / "examples" / "authorization-policies.yaml"),
+        "--label",
+        "istio=ingressgateway",
+    )
+    allowed = run_cli(*base, "https://bookinfo.example.com:8443/productpage")
+    assert allowed.returncode == 0, allowed.stderr
+    assert (
+        "authorization:   allowed by policy istio-system/bookinfo-readers rules[0]"
+        in allowed.stdout
+    )
+    assert "rule:            http[0]" in allowed.stdout
+    denied = run_cli(*base, "https://bookinfo.example.com:8443/admin/users")
+    assert denied.returncode == 1
+    assert (
+        "authorization:   denied (403 RBAC: access denied) by policy istio-system/no-admin "
+        "rules[0]" in denied.stdout
+    )
+    post = ("-X", "POST", "https://bookinfo.example.com:8443/productpage")
+    outside = run_cli(*base, *post)
+    assert "ALLOW policies apply and none matched" in outside.stdout
+    inside = run_cli(*base, "--source-ip", "10.1.2.3", *post)
+    assert "allowed by policy istio-system/bookinfo-readers rules[1]" in inside.stdout
+    unlabelled = run_cli(*base[:-2], "https://bookinfo.example.com:8443/admin/users")
+    assert "authorization:   no policy: allowed" in unlabelled.stdout
+
+
 def test_explain_reports_no_route() -> None:
     """A request nothing matches is explained as 404 NR with exit 1."""
     result = run_cli(

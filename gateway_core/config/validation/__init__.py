@@ -12,6 +12,7 @@ from __future__ import annotations
 from gateway_core.config.diagnostics import Diagnostics
 from gateway_core.config.resources import Resources
 from gateway_core.config.validation._common import Reporter
+from gateway_core.config.validation.authorization import validate_authorization_policy
 from gateway_core.config.validation.destination_rule import validate_destination_rule
 from gateway_core.config.validation.extensions import validate_extension
 from gateway_core.config.validation.gateway import validate_gateway
@@ -33,6 +34,8 @@ def validate_resources(resources: Resources, diags: Diagnostics) -> None:
         validate_service_entry(se, Reporter(diags, se.origin, se.ref))
     for ext in resources.extensions:
         validate_extension(ext, resources, Reporter(diags, ext.origin, ext.ref))
+    for ap in resources.authorization_policies:
+        validate_authorization_policy(ap.spec, Reporter(diags, ap.origin, ap.ref))
     validate_references(resources, diags)
 
 

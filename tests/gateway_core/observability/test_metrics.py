@@ -138,6 +138,7 @@ def test_every_metric_the_docs_name_is_exported() -> None:
     metrics.tls_certificates = lambda: [("l", "s", "c", 0.0)]
     metrics.record_request(200, 0.001, ["UF"])
     metrics.record_protocol_error(400)
+    metrics.authz.record(False, "istio-system/p", True, ["istio-system/audit"])
     text = generate_latest(registry).decode()
     families = list(text_string_to_metric_families(text))
     # Series names, and the family name of a histogram (its _bucket/_sum/_count share it).
