@@ -21,7 +21,7 @@ from tests.functional.support import (
 
 
 def _log(harness: Any) -> list[dict[str, Any]]:
-    harness.gateway.runtime.access_log.flush()
+    assert harness.gateway.runtime.access_log.sync(), "the access log writer did not catch up"
     return [json.loads(x) for x in Path(harness.settings.access_log).read_text().splitlines()]
 
 
