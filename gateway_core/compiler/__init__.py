@@ -13,6 +13,7 @@ from types import MappingProxyType
 from gateway_core.compiler.clusters import ClusterCollector
 from gateway_core.compiler.index import ConfigIndex
 from gateway_core.compiler.listeners import build_listener_specs, plan_listeners
+from gateway_core.compiler.ratelimits import gateway_rate_limits, loop_guard
 from gateway_core.compiler.routes import build_route_tables
 from gateway_core.config.diagnostics import ConfigError, Diagnostics
 from gateway_core.config.resources import Resources
@@ -41,6 +42,7 @@ def compile_snapshot(
         route_tables=MappingProxyType(route_tables),
         clusters=MappingProxyType(clusters.build(node)),
         warnings=tuple(str(d) for d in diags.warnings),
+        gateway_filters=(*loop_guard(node), *gateway_rate_limits(resources)),
     )
 
 
@@ -67,6 +69,7 @@ def config_version(resources: Resources, node: NodeInfo) -> str:
                 sorted(node.labels.items()),
                 node.dns_refresh_min,
                 node.dns_refresh_max,
+                node.max_gateway_hops,
             )
         ).encode()
     )

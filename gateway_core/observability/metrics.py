@@ -95,6 +95,8 @@ class GatewayMetrics:
         self.clusters_source: Callable[[], Iterable[ClusterSample]] = lambda: ()
         self.downstream_cx_active: Callable[[], int] = lambda: 0
         self.draining: Callable[[], bool] = lambda: False
+        # (limit, requests let through, requests refused, descriptor buckets held) per limit.
+        self.rate_limits: Callable[[], Iterable[tuple[str, int, int, int]]] = lambda: ()
         self._statuses: list[int] = []
         self._durations: list[float] = []
         registry.register(_Collector(self))
@@ -214,7 +216,27 @@ class _Collector(Collector):
         drain = GaugeMetricFamily("gateway_draining", "1 while the gateway drains", labels=["tier"])
         drain.add_metric([tier], 1 if m.draining() else 0)
         yield drain
+        yield from _rate_limit_families(tier, list(m.rate_limits()))
         yield from _cluster_families(tier, list(m.clusters_source()))
+
+
+def _rate_limit_families(tier: str, samples: list[tuple[str, int, int, int]]) -> Iterator[Metric]:
+    rq = CounterMetricFamily(
+        "gateway_ratelimit_rq",
+        "Requests checked by a LocalRateLimit, by result (ok, rate_limited)",
+        labels=["tier", "limit", "result"],
+    )
+    keys = GaugeMetricFamily(
+        "gateway_ratelimit_keys",
+        "Descriptor buckets a LocalRateLimit holds (at most its maxKeys)",
+        labels=["tier", "limit"],
+    )
+    for limit, ok, limited, held in samples:
+        rq.add_metric([tier, limit, "ok"], ok)
+        rq.add_metric([tier, limit, "rate_limited"], limited)
+        keys.add_metric([tier, limit], held)
+    yield rq
+    yield keys
 
 
 def _cluster_families(tier: str, samples: list[ClusterSample]) -> Iterator[Metric]:
