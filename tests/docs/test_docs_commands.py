@@ -49,6 +49,7 @@ HOST_DOCS = (
     "docs/config-reference.md",
     "docs/tls.md",
     "docs/http2-grpc.md",
+    "docs/rate-limiting.md",
     "deploy/compose/README.md",
 )
 SYSTEM_TOOLS = ("curl", "make")  # README's requirements
