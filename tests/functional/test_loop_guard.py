@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
+
 from gateway_core.routing.loop_guard import hop_tag
 from tests.conftest import free_port
 from tests.functional.h2client import H2Client
@@ -71,6 +73,10 @@ async def test_two_gateways_routing_to_each_other_answer_508(
     assert b"loop detected" in response.body
     assert (await flags(a.admin)).get("LD") == 1  # the request came round once, no more
     assert "LD" not in await flags(b.admin)
+    async with aiohttp.ClientSession() as session, session.get(a.admin + "/config_dump") as r:
+        node = (await r.json())["node"]
+    assert (node["gateway_id"], node["max_gateway_hops"]) == ("gw-a", 8)
+    assert "hop_secret" not in node
 
 
 async def test_a_loop_over_http2_upstreams_is_caught_too(gateway: Callable[..., Any]) -> None:
