@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import free_port
+from tests.functional.h2client import H2Client
 from tests.functional.support import (
     RawResponse,
     access_lines,
@@ -176,3 +177,24 @@ async def test_buckets_survive_a_reload_that_keeps_the_limit(gateway: Callable[.
         gw.write_config(text.replace("maxTokens: 2", "maxTokens: 3"))
         assert await gw.gateway.reload()
         assert await statuses(port, 4) == [200, 200, 200, 429]
+
+
+async def test_http2_clients_are_limited_per_stream(gateway: Callable[..., Any]) -> None:
+    """Each HTTP/2 stream is a request and takes a token; the 429 carries the same fields."""
+    port = free_port()
+    async with capture_upstream() as up:
+        await gateway(
+            gateway_config(port, up.port, limit("all", "{maxTokens: 2, fillInterval: 60s}"))
+        )
+        client = await H2Client.connect(port)
+        try:
+            responses = [
+                await client.response(client.request("GET", "h", "/api/x"), within=5.0)
+                for _ in range(3)
+            ]
+        finally:
+            await client.close()
+        assert [r.status for r in responses] == [200, 200, 429]
+        assert bytes(responses[2].body) == b"local_rate_limited"
+        assert responses[2].header(b"x-ratelimit-limit") == b"2"
+        assert responses[2].header(b"retry-after") is not None
