@@ -54,7 +54,7 @@ class GatewaySettings:
     rng_seed: int | None = None
     workers: int = 1
     """Worker processes serving the listeners; each has its own rate-limit buckets with a
-    1/N share of every limit (``proxy/ratelimit.worker_share``)."""
+    1/N share of every limit (``proxy/token_bucket.worker_share``)."""
     gateway_id: str = ""
     """This gateway's loop-guard id (``--gateway-id``); empty: ``<hostname>-<8 random hex
     digits>``, drawn once when the settings are made, so every worker shares it."""
