@@ -126,6 +126,26 @@ def _parser(role: RoleDefaults) -> argparse.ArgumentParser:
         help="HMAC key for sticky-session cookies, shared by all replicas "
         "(default: $GATEWAY_STICKY_SECRET, else a random key per process)",
     )
+    run.add_argument(
+        "--gateway-id",
+        default="",
+        metavar="ID",
+        help="this gateway's entry in x-gateway-hops, the loop guard's header; give the "
+        "replicas of one gateway the same id (default: <hostname>-<random>)",
+    )
+    run.add_argument(
+        "--max-gateway-hops",
+        type=_positive,
+        default=8,
+        metavar="N",
+        help="refuse (508) requests that already passed N gateways (default 8)",
+    )
+    run.add_argument(
+        "--hop-secret-file",
+        metavar="PATH",
+        help="HMAC key of the loop guard's hop entries; gateways sharing it recognise each "
+        "other's entries from untrusted peers (default: $GATEWAY_HOP_SECRET, else random)",
+    )
     run.add_argument("--drain-propagation", type=float, default=5.0, metavar="SECONDS")
     run.add_argument("--drain-deadline", type=float, default=25.0, metavar="SECONDS")
     run.add_argument("--watch-interval", type=float, default=1.0, metavar="SECONDS")
@@ -220,15 +240,30 @@ def _settings(args: argparse.Namespace, role: RoleDefaults) -> GatewaySettings:
             drain_deadline=args.drain_deadline,
             watch_interval=args.watch_interval,
             log_level=args.log_level,
+            gateway_id=args.gateway_id or settings.gateway_id,
+            max_gateway_hops=args.max_gateway_hops,
+            hop_secret=_secret(args.hop_secret_file, "GATEWAY_HOP_SECRET") or settings.hop_secret,
         )
     return settings
 
 
 def _sticky_secret(path: str | None) -> bytes:
+    return _secret(path, "GATEWAY_STICKY_SECRET")
+
+
+def _secret(path: str | None, variable: str) -> bytes:
+    """A key from a file, else from the environment variable, else empty."""
     if path:
         with open(path, "rb") as handle:
             return handle.read().strip()
-    return os.environ.get("GATEWAY_STICKY_SECRET", "").encode()
+    return os.environ.get(variable, "").encode()
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
 
 
 def _validate(args: argparse.Namespace, role: RoleDefaults) -> int:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 from dataclasses import dataclass, field
 
 from gateway_core.snapshot import (
@@ -55,6 +58,23 @@ class GatewaySettings:
     """How often config and certificate files are checked for changes."""
     log_level: str = "info"
     rng_seed: int | None = None
+    workers: int = 1
+    """Worker processes serving the listeners; each has its own rate-limit buckets with a
+    1/N share of every limit (``proxy/token_bucket.worker_share``)."""
+    gateway_id: str = ""
+    """This gateway's loop-guard id (``--gateway-id``); empty: ``<hostname>-<8 random hex
+    digits>``, drawn once when the settings are made, so every worker shares it."""
+    max_gateway_hops: int = 8
+    """Requests that already passed this many gateways are refused with 508."""
+    hop_secret: bytes = field(default=b"", repr=False)
+    """HMAC key of the loop-guard tag; gateways that share it trust each other's hop entries
+    from untrusted peers (empty: random, drawn once like ``gateway_id``)."""
+
+    def __post_init__(self) -> None:
+        if not self.gateway_id:
+            object.__setattr__(self, "gateway_id", default_gateway_id())
+        if not self.hop_secret:
+            object.__setattr__(self, "hop_secret", os.urandom(32))
 
     def node(self) -> NodeInfo:
         labels = {**topology_labels(self.locality), **self.labels}
@@ -70,4 +90,12 @@ class GatewaySettings:
             labels=frozen_labels(labels),
             dns_refresh_min=self.dns_refresh_min,
             dns_refresh_max=max(self.dns_refresh_min, self.dns_refresh_max),
+            gateway_id=self.gateway_id,
+            max_gateway_hops=self.max_gateway_hops,
+            hop_secret=self.hop_secret,
         )
+
+
+def default_gateway_id() -> str:
+    """``<hostname>-<8 random hex digits>``: unique per start, not guessable by clients."""
+    return f"{socket.gethostname()}-{secrets.token_hex(4)}"

@@ -310,6 +310,10 @@ class NodeInfo:
     dns_refresh_min: float = 5.0
     dns_refresh_max: float = 300.0
     """DNS answers are re-resolved after their TTL, clamped to these bounds (seconds)."""
+    gateway_id: str = ""
+    """The loop guard's id of this gateway (empty: no loop guard)."""
+    max_gateway_hops: int = 8
+    hop_secret: bytes = field(default=b"", repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from gateway_core.compiler.authorization import build_authorization
 from gateway_core.compiler.clusters import ClusterCollector
 from gateway_core.compiler.index import ConfigIndex
 from gateway_core.compiler.listeners import build_listener_specs, plan_listeners
+from gateway_core.compiler.ratelimits import gateway_rate_limits, loop_guard
 from gateway_core.compiler.routes import build_route_tables
 from gateway_core.config.diagnostics import ConfigError, Diagnostics
 from gateway_core.config.resources import Resources
@@ -35,7 +36,13 @@ def compile_snapshot(
     route_tables = build_route_tables(plans, index, node, clusters)
     # Gateway-wide filters, in order: request authentication (RequestAuthentication, which
     # fills ``Exchange.auth``) belongs first, then authorization, which reads it.
-    gateway_filters: tuple[object, ...] = (*build_authorization(resources, node, diags),)
+    # Envoy's order: the loop guard first (cheapest, and a loop must never reach the others),
+    # then authorization, then the gateway-wide rate limits (which may key on a JWT claim).
+    gateway_filters: tuple[object, ...] = (
+        *loop_guard(node),
+        *build_authorization(resources, node, diags),
+        *gateway_rate_limits(resources),
+    )
     if not diags.ok:
         raise ConfigError(diags)
     return Snapshot(
@@ -72,6 +79,7 @@ def config_version(resources: Resources, node: NodeInfo) -> str:
                 sorted(node.labels.items()),
                 node.dns_refresh_min,
                 node.dns_refresh_max,
+                node.max_gateway_hops,
             )
         ).encode()
     )

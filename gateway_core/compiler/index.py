@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from gateway_core.compiler.ratelimits import RouteLimits, route_rate_limits
 from gateway_core.config.destination_rule import DestinationRuleSpec
 from gateway_core.config.extensions import DestinationPolicySpec
 from gateway_core.config.gateway import GatewaySpec
@@ -24,10 +25,12 @@ class ConfigIndex:
     services: list[tuple[str, Resource[ServiceEntrySpec]]] = field(default_factory=list)
     rules: list[tuple[str, Resource[DestinationRuleSpec]]] = field(default_factory=list)
     policies: list[tuple[str, Resource[DestinationPolicySpec]]] = field(default_factory=list)
+    rate_limits: RouteLimits = field(default_factory=dict)
+    """LocalRateLimits by the VirtualService they apply to (``compiler/ratelimits.py``)."""
 
     @classmethod
     def build(cls, resources: Resources) -> ConfigIndex:
-        index = cls(resources)
+        index = cls(resources, rate_limits=route_rate_limits(resources))
         for gw in resources.gateways:
             index.gateways[f"{gw.namespace}/{gw.name}"] = gw
         for se in resources.service_entries:

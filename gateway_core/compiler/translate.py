@@ -8,6 +8,7 @@ import dataclasses
 from gateway_core.compiler.clusters import ClusterCollector
 from gateway_core.compiler.index import ConfigIndex, gateway_key
 from gateway_core.compiler.listeners import BoundServer
+from gateway_core.compiler.ratelimits import limits_for
 from gateway_core.config.common import StringMatch
 from gateway_core.config.regex import compile_regex, compile_rewrite
 from gateway_core.config.resources import Resource
@@ -83,6 +84,7 @@ def translate_http_route(
         fault=_fault(rule.fault),
         mirrors=_mirrors(rule, vs, index, clusters),
         cors=_cors(rule.cors_policy),
+        rate_limits=limits_for(index.rate_limits, f"{vs.namespace}/{vs.name}", rule.name or ""),
     )
 
 

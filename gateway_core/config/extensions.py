@@ -14,6 +14,10 @@ shape follows ``DestinationRule``: a ``host`` (same matching rules) plus policy 
       # or, for gRPC hosts: healthCheck: {grpc: {serviceName: ""}, interval: 2s}
       stickySession: {cookie: {name: gw-affinity, ttl: 1h}, target: SUBSET}
       spillover: {enabled: true}
+
+``LocalRateLimit`` (same group) is a token bucket in front of the whole gateway, one
+VirtualService (or one named route of it), optionally one bucket per client address, header
+value or JWT claim (``docs/rate-limiting.md``).
 """
 
 from __future__ import annotations
@@ -82,4 +86,53 @@ class DestinationPolicySpec(ApiModel):
     spillover: Spillover | None = None
 
 
-EXTENSION_KINDS: dict[str, type[ApiModel]] = {"DestinationPolicy": DestinationPolicySpec}
+class TokenBucket(ApiModel):
+    """Envoy's ``token_bucket``: starts full with ``maxTokens``; every ``fillInterval``
+    ``tokensPerFill`` tokens are added, up to ``maxTokens``; a request takes one."""
+
+    max_tokens: int = Field(ge=1)
+    tokens_per_fill: int = Field(default=1, ge=1)
+    fill_interval: Duration
+
+
+class HeaderKey(ApiModel):
+    name: str = Field(min_length=1)
+
+
+class ClaimKey(ApiModel):
+    name: str = Field(min_length=1)
+    """A claim of the verified JWT; ``a.b`` names claim ``b`` inside claim ``a``."""
+
+
+class RemoteAddressKey(ApiModel):
+    """The client address: the peer, or behind trusted proxies the X-Forwarded-For entry
+    ``--xff-trusted-hops`` from the right."""
+
+
+class RateLimitDescriptor(ApiModel):
+    """One bucket per distinct value of exactly one of these."""
+
+    remote_address: RemoteAddressKey | None = None
+    request_header: HeaderKey | None = None
+    claim: ClaimKey | None = None
+
+
+DEFAULT_MAX_KEYS = 10000
+
+
+class LocalRateLimitSpec(ApiModel):
+    """A token bucket for the whole gateway (no ``virtualService``), for one VirtualService,
+    or for one named route of it; with ``descriptor``, one bucket per value, at most
+    ``maxKeys`` of them (least recently used evicted)."""
+
+    virtual_service: str | None = None
+    route: str | None = None
+    token_bucket: TokenBucket
+    descriptor: RateLimitDescriptor | None = None
+    max_keys: int = Field(default=DEFAULT_MAX_KEYS, ge=1, le=1_000_000)
+
+
+EXTENSION_KINDS: dict[str, type[ApiModel]] = {
+    "DestinationPolicy": DestinationPolicySpec,
+    "LocalRateLimit": LocalRateLimitSpec,
+}

@@ -52,6 +52,8 @@ _DETAILS = {
     "SI": "stream_idle_timeout",
     "FI": "fault_filter_abort",
     "DI": "fault_filter_delay",
+    "RL": "local_rate_limited",
+    "LD": "loop_detected",
 }
 """%RESPONSE_CODE_DETAILS% for the flags that have one in Envoy; ``via_upstream`` otherwise."""
 

@@ -99,6 +99,8 @@ class GatewayMetrics:
         self.draining: Callable[[], bool] = lambda: False
         self.access_log_losses: Callable[[], tuple[int, int]] = lambda: (0, 0)
         """(lines dropped, write errors) of the access log's writer."""
+        # (limit, requests let through, requests refused, descriptor buckets held) per limit.
+        self.rate_limits: Callable[[], Iterable[tuple[str, int, int, int]]] = lambda: ()
         self._statuses: list[int] = []
         self._durations: list[float] = []
         registry.register(_Collector(self))
@@ -221,6 +223,7 @@ class _Collector(Collector):
         drain.add_metric([tier], 1 if m.draining() else 0)
         yield drain
         yield from _access_log_families(tier, *m.access_log_losses())
+        yield from _rate_limit_families(tier, list(m.rate_limits()))
         yield from _cluster_families(tier, list(m.clusters_source()))
 
 
@@ -237,6 +240,25 @@ def _access_log_families(tier: str, dropped: int, errors: int) -> Iterator[Metri
     )
     failed.add_metric([tier], errors)
     yield failed
+
+
+def _rate_limit_families(tier: str, samples: list[tuple[str, int, int, int]]) -> Iterator[Metric]:
+    rq = CounterMetricFamily(
+        "gateway_ratelimit_rq",
+        "Requests checked by a LocalRateLimit, by result (ok, rate_limited)",
+        labels=["tier", "limit", "result"],
+    )
+    keys = GaugeMetricFamily(
+        "gateway_ratelimit_keys",
+        "Descriptor buckets a LocalRateLimit holds (at most its maxKeys)",
+        labels=["tier", "limit"],
+    )
+    for limit, ok, limited, held in samples:
+        rq.add_metric([tier, limit, "ok"], ok)
+        rq.add_metric([tier, limit, "rate_limited"], limited)
+        keys.add_metric([tier, limit], held)
+    yield rq
+    yield keys
 
 
 def _cluster_families(tier: str, samples: list[ClusterSample]) -> Iterator[Metric]:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from gateway_core.observability.metrics import GatewayMetrics
     from gateway_core.proxy.flags import ResponseFlag
+    from gateway_core.proxy.token_bucket import Limiter
     from gateway_core.routing.actions import WeightedCluster
     from gateway_core.routing.request import RequestHead
     from gateway_core.routing.route_table import RouteEntry
@@ -82,6 +83,10 @@ class GatewayContext(Protocol):
     def snapshot(self) -> Snapshot: ...
     @property
     def clusters(self) -> Mapping[str, Cluster]: ...
+    @property
+    def rate_limits(self) -> Mapping[str, Limiter]:
+        """The live rate limiters by ``RateLimitSpec.key``, published with the snapshot."""
+
     @property
     def connections(self) -> MutableSet[Any]:
         """Open client connections (the process drains and closes them)."""

@@ -66,6 +66,7 @@ class Exchange:
         "h2_up",
         "hash_cookie",
         "head",
+        "hops",
         "host",
         "match",
         "req",
@@ -119,7 +120,7 @@ class Exchange:
         self.entry = self.match = self.target = self.cluster = self.host = self.upstream = None
         self.sticky_cookie = self.hash_cookie = self.cors_origin = self._deadline = None
         self.wait = self.req_trailers = self.auth = None
-        self.head = self.authority = self.request_id = self.trace_id = b""
+        self.head = self.authority = self.request_id = self.trace_id = self.hops = b""
         self.retry = RetryState(req_framing != "none")
 
     # -- routing ---------------------------------------------------------------------------
@@ -199,6 +200,7 @@ class Exchange:
                 request_id=self.request_id,
                 framing=self.req_framing,
                 upgrade=self.upgrade,
+                hops=self.hops,
             )
         if self.request_done:
             if entry.timeout or entry.mirrors or b"grpc-timeout" in req.headers:

@@ -4,12 +4,15 @@ Two chains run for each request. The gateway's own (``Snapshot.gateway_filters``
 before route selection, so that what it learns (an authenticated principal, say) can take part
 in matching: ``run_gateway_chain``. Then the route's chain runs: ``run_chain``.
 
-Each route carries its chain, compiled with it (``RouteEntry.filters``): CORS, fault, then the
-terminal action. ``run_chain`` walks it for one exchange; each element's handler either lets the
-request continue (False) or takes it over (True): it answered it, holds it (a fault delay,
-which resumes the chain at the next element with ``continue_chain``), or routed it. The action
-always takes it over: the router starts the first attempt, a redirect or direct response
-answers locally.
+Each route carries its chain, compiled with it (``RouteEntry.filters``): CORS, local rate
+limits, fault, then the terminal action. ``run_chain`` walks it for one exchange; each
+element's handler either lets the request continue (False) or takes it over (True): it
+answered it, holds it (a fault delay, which resumes the chain at the next element with
+``continue_chain``), or routed it. The action always takes it over: the router starts the
+first attempt, a redirect or direct response answers locally.
+
+The gateway-wide chain starts with the loop guard (``loop_guard.py``), then the gateway-wide
+local rate limits (``ratelimit.py``); route rate limits sit in the route's chain.
 
 A new filter is a compiled settings class in ``routing/`` (placed in the chain by
 ``RouteEntry``) and a handler registered here; the exchange does not change. Response-side
@@ -24,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from gateway_core.proxy import cors, fault
+from gateway_core.proxy import cors, fault, loop_guard, ratelimit
 from gateway_core.proxy.authorize import AuthzTarget, authorize
 from gateway_core.proxy.local_reply import route_answer
 from gateway_core.routing.actions import (
@@ -34,12 +37,15 @@ from gateway_core.routing.actions import (
     RedirectAction,
     RouteAction,
 )
+from gateway_core.routing.loop_guard import LoopGuardSpec
+from gateway_core.routing.ratelimit import RateLimitSpec
 from gateway_core.security.authz import AuthorizationFilter
 
 if TYPE_CHECKING:
     from gateway_core.routing.matchers import RequestMatch
     from gateway_core.routing.request import RequestHead
     from gateway_core.routing.route_table import RouteEntry
+    from gateway_core.security.principal import RequestAuth
 
 
 class FilterTarget(fault.FaultTarget, AuthzTarget, Protocol):
@@ -47,6 +53,8 @@ class FilterTarget(fault.FaultTarget, AuthzTarget, Protocol):
     and authorization's needs, and these."""
 
     cors_origin: bytes | None
+    auth: RequestAuth | None
+    hops: bytes
 
     @property
     def req(self) -> RequestHead: ...
@@ -104,8 +112,24 @@ def _answer(ex: FilterTarget, spec: Any, index: int) -> bool:
     return True
 
 
+def _rate_limit(ex: FilterTarget, spec: Any, index: int) -> bool:
+    return _gateway_rate_limit(ex, spec)
+
+
+def _gateway_rate_limit(ex: FilterTarget, spec: Any) -> bool:
+    """Envoy's local rate limit: 429 ``RL`` when the limit's bucket is empty."""
+    assert isinstance(spec, RateLimitSpec)
+    return ratelimit.check(ex, spec, ex.down.runtime.rate_limits)
+
+
+def _loop_guard(ex: FilterTarget, spec: Any) -> bool:
+    assert isinstance(spec, LoopGuardSpec)
+    return loop_guard.guard(ex, spec)
+
+
 _HANDLERS: dict[type, Callable[[FilterTarget, Any, int], bool]] = {
     CorsSpec: _cors,
+    RateLimitSpec: _rate_limit,
     FaultSpec: _fault,
     RouteAction: _route,
     RedirectAction: _answer,
@@ -118,5 +142,7 @@ _GATEWAY_HANDLERS: dict[type, Callable[[FilterTarget, Any], bool]] = {
     # Request authentication (RequestAuthentication) registers here too; the compiler puts it
     # before authorization in ``Snapshot.gateway_filters``.
     AuthorizationFilter: authorize,
+    LoopGuardSpec: _loop_guard,
+    RateLimitSpec: _gateway_rate_limit,
 }
 """One handler per kind of gateway-wide element: True when it took the request."""

@@ -23,3 +23,6 @@ class ResponseFlag(StrEnum):
     REQUEST_TIMEOUT = "RT"
     STREAM_IDLE_TIMEOUT = "SI"
     DRAINING = "DR"
+    RATE_LIMITED = "RL"
+    LOOP_DETECTED = "LD"
+    """Not Envoy's: this gateway's loop guard refused the request (508)."""

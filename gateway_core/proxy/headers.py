@@ -40,11 +40,20 @@ _PROTECTED = frozenset(
         b"x-forwarded-proto",
         b"x-forwarded-host",
         b"x-request-id",
+        b"x-gateway-hops",
     }
 )
-# Set by this gateway on the way upstream; any client-sent copy is replaced (or extended for XFF).
+# Set by this gateway on the way upstream; any client-sent copy is replaced (or extended for XFF;
+# the loop guard decides what of a received x-gateway-hops goes on).
 _GATEWAY_SET = frozenset(
-    {b"host", b"x-forwarded-proto", b"x-forwarded-host", b"x-request-id", b"expect"}
+    {
+        b"host",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-request-id",
+        b"expect",
+        b"x-gateway-hops",
+    }
 )
 
 SERVER_NAME = b"multicluster-gateway"

@@ -117,6 +117,10 @@ class ExchangeView(Protocol):
     @property
     def request_id(self) -> bytes: ...
     @property
+    def hops(self) -> bytes:
+        """The ``x-gateway-hops`` value sent upstream (the loop guard sets it)."""
+
+    @property
     def entry(self) -> RouteEntry | None: ...
     @property
     def match(self) -> RequestMatch | None: ...

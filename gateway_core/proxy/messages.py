@@ -12,6 +12,7 @@ from gateway_core.proxy.headers import (
     upstream_request_headers,
 )
 from gateway_core.routing.actions import HeaderList, WeightedCluster
+from gateway_core.routing.loop_guard import HOPS_HEADER
 from gateway_core.routing.matchers import PrefixMatcher, RequestMatch
 from gateway_core.routing.request import RequestHead
 from gateway_core.routing.route_table import RouteEntry
@@ -66,15 +67,17 @@ def request_head(
     framing: str,
     upgrade: bool,
     body_length: int | None = None,
+    hops: bytes = b"",
 ) -> bytes:
     """The upstream request head. ``body_length``: the body is sent whole with this length
-    (a mirror of a buffered body) instead of in the client's framing."""
+    (a mirror of a buffered body) instead of in the client's framing. ``hops``: the
+    ``x-gateway-hops`` value (the loop guard's)."""
     if entry.request_headers is not None or (
         target is not None and target.request_headers is not None
     ):
         return _request_head_with_ops(
             req, entry, target, match, authority, client_ip, trust_forwarded, request_id,
-            framing, upgrade, body_length,
+            framing, upgrade, body_length, hops,
         )  # fmt: skip
     # No header operations: serialise the fields straight away, in the order
     # ``upstream_request_headers`` lists them.
@@ -98,6 +101,8 @@ def request_head(
         b"\r\nx-forwarded-host: ", xfh,
         b"\r\nx-request-id: ", request_id, b"\r\n",
     )  # fmt: skip
+    if hops:
+        parts += (HOPS_HEADER, b": ", hops, b"\r\n")
     if framing != "none" or upgrade or body_length is not None or b"content-length" in req.headers:
         for name, value in _framing_fields(req, framing, upgrade, body_length):
             parts += (name, b": ", value, b"\r\n")
@@ -140,6 +145,7 @@ def _request_head_with_ops(
     framing: str,
     upgrade: bool,
     body_length: int | None,
+    hops: bytes,
 ) -> bytes:
     """``request_head`` when header operations apply: they see (and may replace) every field,
     the gateway's own and the framing fields included."""
@@ -152,6 +158,8 @@ def _request_head_with_ops(
         trust_forwarded=trust_forwarded,
         request_id=request_id,
     )
+    if hops:
+        headers.append((HOPS_HEADER, hops))
     headers += _framing_fields(req, framing, upgrade, body_length)
     if entry.request_headers is not None:
         headers = entry.request_headers.apply(headers)
@@ -200,6 +208,9 @@ def request_fields(ex: ExchangeView) -> tuple[bytes, bytes, bytes, HeaderList]:
         trust_forwarded=down.trust_forwarded,
         request_id=ex.request_id,
     )
+    hops = ex.hops
+    if hops:
+        headers.append((HOPS_HEADER, hops))
     length = req.headers.get(b"content-length")
     if length is not None:
         headers.append((b"content-length", length))

@@ -21,6 +21,7 @@ from gateway_core.routing.actions import (
     RouteAction,
 )
 from gateway_core.routing.matchers import RequestMatch
+from gateway_core.routing.ratelimit import RateLimitSpec
 from gateway_core.routing.request import RequestHead
 from gateway_core.utils.memo import BoundedMemo
 
@@ -41,17 +42,20 @@ class RouteEntry:
     fault: FaultSpec | None = None
     mirrors: tuple[MirrorSpec, ...] = ()
     cors: CorsSpec | None = None
+    rate_limits: tuple[RateLimitSpec, ...] = ()
+    """LocalRateLimits of the route's VirtualService, or of this named route, in file order."""
     filters: tuple[FilterSpec, ...] = field(default=(), init=False)
-    """The route's compiled filter chain, in Envoy's HTTP filter order: CORS, fault, then the
-    terminal action (router, redirect or direct response). Built with the entry (at compile
-    time); the data path runs it (``proxy/filters.py``), never looks at the fields again to
-    decide what to do. Filters added later (authentication, authorization, rate limiting)
-    take their place before the action without any change to the exchange."""
+    """The route's compiled filter chain, in Envoy's HTTP filter order: CORS, local rate
+    limits, fault, then the terminal action (router, redirect or direct response). Built with
+    the entry (at compile time); the data path runs it (``proxy/filters.py``), never looks at
+    the fields again to decide what to do. Filters added later (authentication,
+    authorization) take their place before the action without any change to the exchange."""
 
     def __post_init__(self) -> None:
         chain: list[FilterSpec] = []
         if self.cors is not None:
             chain.append(self.cors)
+        chain += self.rate_limits
         if self.fault is not None and isinstance(self.action, RouteAction):
             chain.append(self.fault)  # Istio only injects faults on routed requests
         chain.append(self.action)
@@ -67,7 +71,7 @@ class RouteEntry:
         return None
 
 
-FilterSpec = CorsSpec | FaultSpec | Action
+FilterSpec = CorsSpec | RateLimitSpec | FaultSpec | Action
 """One element of a route's filter chain: a filter's compiled settings, or the action."""
 
 

@@ -22,6 +22,8 @@ def snapshot_dump(snapshot: Snapshot) -> dict[str, Any]:
             "locality": str(node.locality),
             "bind_address": node.bind_address,
             "labels": dict(node.labels),
+            "gateway_id": node.gateway_id,
+            "max_gateway_hops": node.max_gateway_hops,
         },
         "authorization": authorization_dump(snapshot.gateway_filters),
         "listeners": [

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from gateway_core.observability.access_log import AccessLog
 from gateway_core.observability.metrics import ClusterSample, GatewayMetrics
+from gateway_core.proxy.token_bucket import Limiter, RateLimits
+from gateway_core.routing.ratelimit import RateLimitSpec
 from gateway_core.settings import GatewaySettings
 from gateway_core.snapshot import NodeInfo, Snapshot
 from gateway_core.upstream.cluster import Cluster
@@ -47,6 +49,9 @@ class GatewayRuntime:
         self.rng = rng
         self.snapshot: Snapshot = EMPTY_SNAPSHOT
         self.clusters: dict[str, Cluster] = {}
+        self.limits = RateLimits(settings.workers)
+        self.rate_limits: dict[str, Limiter] = {}
+        """Token buckets by ``RateLimitSpec.key``: they outlive a reload that keeps the limit."""
         self.connections: set[Any] = set()
         """Open client connections: ``DownstreamProtocol`` (HTTP/1.1) and ``H2Downstream``."""
         self.listeners: ListenerSet | None = None
@@ -59,6 +64,7 @@ class GatewayRuntime:
         metrics.downstream_cx_active = lambda: len(self.connections)
         metrics.draining = lambda: self.draining
         metrics.access_log_losses = lambda: (access_log.dropped_lines, access_log.write_errors)
+        metrics.rate_limits = self.limits.samples
 
     async def apply(self, snapshot: Snapshot) -> None:
         """Make ``snapshot`` live. Raises (and changes nothing visible) if listeners fail."""
@@ -71,8 +77,10 @@ class GatewayRuntime:
                 if self.clusters.get(key) is not cluster:
                     await cluster.stop()
             raise
+        rate_limits = self.limits.publish(_rate_limit_specs(snapshot))
         self.snapshot = snapshot
         self.clusters = new_clusters
+        self.rate_limits = rate_limits
         self.cluster_manager.publish(new_clusters)
         self.metrics.config_version = snapshot.version
         for warning in snapshot.warnings:
@@ -135,3 +143,13 @@ class GatewayRuntime:
                 )
             )
         return out
+
+
+def _rate_limit_specs(snapshot: Snapshot) -> list[RateLimitSpec]:
+    """Every rate limit of ``snapshot``: gateway-wide ones, then those of every route."""
+    specs = [f for f in snapshot.gateway_filters if isinstance(f, RateLimitSpec)]
+    for table in snapshot.route_tables.values():
+        for vhost in table.virtual_hosts:
+            for entry in vhost.routes:
+                specs += entry.rate_limits
+    return specs

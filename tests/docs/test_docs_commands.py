@@ -50,6 +50,7 @@ HOST_DOCS = (
     "docs/tls.md",
     "docs/http2-grpc.md",
     "docs/authorization.md",
+    "docs/rate-limiting.md",
     "deploy/compose/README.md",
 )
 SYSTEM_TOOLS = ("curl", "make")  # README's requirements

@@ -1,4 +1,5 @@
-"""Control path: checks of this project's extension kinds (``DestinationPolicy``).
+"""Control path: checks of this project's extension kinds (``DestinationPolicy``; the checks of
+``LocalRateLimit`` are in ``rate_limit.py``).
 
 Structural limits (thresholds >= 1, known fields) are enforced by the pydantic model; this
 module checks values that only make sense together, and that the policy's host names a
@@ -20,6 +21,7 @@ from gateway_core.config.extensions import (
     DestinationPolicySpec,
     GrpcHealthCheck,
     HealthCheck,
+    LocalRateLimitSpec,
     StickySession,
 )
 from gateway_core.config.hosts import fqdn, hosts_intersect
@@ -31,6 +33,7 @@ from gateway_core.config.validation._common import (
     wildcard_domain_error,
 )
 from gateway_core.config.validation.lookup import destination_rule_for
+from gateway_core.config.validation.rate_limit import validate_local_rate_limit
 
 # RFC 6265 cookie-name = token (RFC 7230 tchar).
 _COOKIE_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~A-Za-z0-9]+$")
@@ -39,6 +42,8 @@ _COOKIE_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~A-Za-z0-9]+$")
 def validate_extension(res: Resource[ApiModel], resources: Resources, rep: Reporter) -> None:
     if isinstance(res.spec, DestinationPolicySpec):
         _validate_destination_policy(res.spec, res.namespace, resources, rep)
+    elif isinstance(res.spec, LocalRateLimitSpec):
+        validate_local_rate_limit(res.spec, res.namespace, resources, rep)
 
 
 def _validate_destination_policy(

@@ -136,6 +136,7 @@ def test_every_metric_the_docs_name_is_exported() -> None:
     metrics = GatewayMetrics(registry, "tier2")
     metrics.clusters_source = lambda: [SAMPLE]
     metrics.tls_certificates = lambda: [("l", "s", "c", 0.0)]
+    metrics.rate_limits = lambda: [("default/rl", 3, 1, 2)]
     metrics.record_request(200, 0.001, ["UF"])
     metrics.record_protocol_error(400)
     metrics.authz.record(False, "istio-system/p", True, ["istio-system/audit"])
@@ -153,3 +154,20 @@ def test_every_metric_the_docs_name_is_exported() -> None:
     }
     assert "gateway_tls_certificate_expiry_seconds" in named
     assert named - exported == set()
+
+
+def test_rate_limit_series_per_limit_and_result() -> None:
+    registry = CollectorRegistry()
+    metrics = GatewayMetrics(registry, "tier1")
+    metrics.rate_limits = lambda: [("default/all", 7, 2, 0), ("shop/per-ip", 1, 0, 5)]
+    text = generate_latest(registry).decode()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
+    rq = "gateway_ratelimit_rq_total"
+    tier = ("tier", "tier1")
+    assert samples[(rq, (("limit", "default/all"), ("result", "ok"), tier))] == 7
+    assert samples[(rq, (("limit", "default/all"), ("result", "rate_limited"), tier))] == 2
+    assert samples[("gateway_ratelimit_keys", (("limit", "shop/per-ip"), tier))] == 5
