@@ -9,6 +9,9 @@
 ``POST /reload``          reload configuration now (same as SIGHUP)
 ``POST /drain``           start a graceful drain (same as SIGTERM)
 
+``GET /`` (the live dashboard), its ``/dashboard/...`` data and ``GET /help`` (every endpoint,
+from this router) are in gateway_core/server/dashboard.py.
+
 The JSON answers are one line; ``?pretty`` (or ``pretty=1``/``true``) indents them for a reader.
 """
 
@@ -23,6 +26,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from gateway_core.routing.explain import Call, explain
+from gateway_core.server.dashboard import add_dashboard_routes
 from gateway_core.server.dump import cluster_state_dump, snapshot_dump
 from gateway_core.server.state import GatewayRuntime
 
@@ -51,6 +55,7 @@ def build_admin_app(
     app.router.add_get("/explain", _explain)
     app.router.add_post("/reload", _reload)
     app.router.add_post("/drain", _drain)
+    add_dashboard_routes(app, runtime)
     return app
 
 
