@@ -120,6 +120,12 @@ function probeText(probe) {
   return `${last} (${probe.successes} ok / ${probe.failures} failed in a row)`;
 }
 
+function breakers(cb) {
+  const limit = (r) => (r.overflow ? `, ${r.overflow} overflowed` : "");
+  return `requests ${cb.active_requests}${limit(cb.requests)} · pending ${cb.pending_requests.count}` +
+    `${limit(cb.pending_requests)} · connections ${cb.open_connections}${limit(cb.connections)}`;
+}
+
 function renderClusters(doc) {
   const cards = doc.clusters.map((c) => {
     const levels = el("table", { class: "priorities" },
@@ -153,8 +159,7 @@ function renderClusters(doc) {
         el("h3", {}, el("code", {}, c.key)),
         el("span", { class: "muted" }, `${healthy}/${c.hosts.length} hosts healthy`),
         c.total_panic ? el("span", { class: "badge bad" }, "total panic") : null,
-        el("span", { class: "muted" },
-           `active ${c.circuit_breakers.active_requests}, pending ${c.circuit_breakers.pending_requests}, connections ${c.circuit_breakers.open_connections}`)),
+        el("span", { class: "muted" }, breakers(c.circuit_breakers))),
       levels, hosts);
   });
   $("cluster-list").replaceChildren(...cards);
@@ -189,7 +194,7 @@ function renderListeners(doc) {
         el("td", {}, ls.protocol),
         el("td", {}, s.hosts.join(", ")),
         el("td", {}, s.tls_mode || "—"),
-        el("td", {}, cert ? el("code", {}, cert.file) : "—"),
+        el("td", {}, cert ? el("code", { title: cert.file }, cert.file.split("/").slice(-2).join("/")) : "—"),
         el("td", {}, cert ? el("span", { class: `badge ${cls}`, title: new Date(cert.not_after * 1000).toISOString() },
                                duration(left)) : "—")));
     }
@@ -240,7 +245,7 @@ function explainSummary(result) {
         return el("tr", { "data-cluster": d.cluster },
           el("td", {}, el("code", {}, d.cluster)),
           el("td", { class: "num" }, d.weight),
-          el("td", { class: "num" }, pct(d.share)),
+          el("td", { class: "num" }, pct(100 * d.share)),
           el("td", {}, d.protocol),
           el("td", { class: "num" }, `${healthy} / ${live.length} healthy`));
       }))));
