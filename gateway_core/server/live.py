@@ -17,7 +17,7 @@ from typing import Any
 from gateway_core.server.dump import cluster_state_dump
 from gateway_core.server.state import GatewayRuntime
 
-RATE_WINDOW = 2.0
+RATE_WINDOW = 1.0
 """Seconds of counter history a rate is computed over (the newest sample against the oldest
 one at most this old)."""
 

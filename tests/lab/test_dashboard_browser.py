@@ -38,6 +38,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DOC_SCREENSHOT = ROOT / "docs" / "images" / "dashboard.png"
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 SHOWN_DOWN_WITHIN = 2.0
+CANARY_REQUESTS = 3000
+"""Per split: long enough for the page's 1 s rate window to hold one split only."""
 VICTIM = "tier2-cluster-3"
 VICTIM_CLUSTER = "outbound|8443|cluster-3|tier2.lab"
 VICTIM_HOST = "127.0.3.1:8443"
@@ -218,7 +220,7 @@ def test_page_renders_live_state_without_console_errors(
             ]
             flagged = page.page.query_selector('#error-table tr[data-flags="NR"]')
             window = re.search(r"[\d.]+", page.text("#rate-window") or "")
-            covered = window is not None and float(window.group()) >= 1.5
+            covered = window is not None and float(window.group()) >= 0.9
             return all(s is not None and s > 0 for s in shares) and flagged and covered
 
         until(split_shown, 30, "the weighted split and a 404 NR on the page", every=0.2)
@@ -246,10 +248,18 @@ def test_canary_moves_the_split_on_the_tier2_page(
     lab: RunningLab, open_page: Callable[[str], DashboardPage]
 ) -> None:
     """While the canary scenario runs 90/10, 50/50 then 0/100 on cluster-2, the v2 share that
-    cluster-2's page shows for helloworld goes from about 10 % to 100 %."""
+    cluster-2's page shows for helloworld goes from about 10 % through about 50 % to 100 %."""
     page = open_page(printed_dashboard(lab, "tier2-cluster-2"))
     scenario = subprocess.Popen(
-        [sys.executable, "-m", "gateway_lab.cli", "scenario", "canary", "--requests", "600"],
+        [
+            sys.executable,
+            "-m",
+            "gateway_lab.cli",
+            "scenario",
+            "canary",
+            "--requests",
+            str(CANARY_REQUESTS),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -269,7 +279,8 @@ def test_canary_moves_the_split_on_the_tier2_page(
     print(f"v2 shares shown during the canary: {seen}")
     assert scenario.returncode == 0, output
     assert seen, f"no v2 share was ever shown:\n{output}"
-    assert min(seen) <= 30 and max(seen) >= 90, (seen, output)
+    assert min(seen) <= 25 and max(seen) >= 95, (seen, output)
+    assert any(40 <= v <= 60 for v in seen), seen  # and the 50/50 in between
     page.check_clean()
 
 
