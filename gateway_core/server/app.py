@@ -141,6 +141,8 @@ class Gateway:
                 errors = [str(d) for d in result.diagnostics.errors]
                 return self._rejected("\n".join(errors))
             if result.snapshot.version == runtime.snapshot.version:
+                # The files are good again (e.g. a rejected edit was undone): no error is left.
+                runtime.last_error = self.metrics.config_last_error = ""
                 runtime.record_reload(True, changed=False)
                 self._watcher.mark_loaded()
                 return True

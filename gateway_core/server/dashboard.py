@@ -172,9 +172,11 @@ def _describe(handler: Callable[..., Any], method: str, path: str) -> str:
     if doc:
         return " ".join(doc.strip().split("\n\n")[0].split())
     module = sys.modules.get(getattr(handler, "__module__", ""), None)
-    pattern = re.compile(rf"^``{re.escape(method)} {re.escape(path)}(?:\?[^`]*)?``\s+(.+)$")
+    pattern = re.compile(rf"^``{re.escape(method)} {re.escape(path)}(\?[^`]*)?``\s+(.+)$")
+    # e.g. "``GET /explain?url=..``   explain a request (``&header=Name:value``)"
     for line in (getattr(module, "__doc__", None) or "").splitlines():
         found = pattern.match(line.strip())
         if found:
-            return found.group(1).strip()
+            query, text = found.group(1) or "", found.group(2).replace("``", "").strip()
+            return f"{query}: {text}" if query else text
     return ""

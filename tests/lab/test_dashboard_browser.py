@@ -4,13 +4,15 @@ Playwright) against the running embedded lab.
 The page renders with no console error and asks nothing of any other origin; the v1/v2 split on
 cluster-2's Tier-2 moves while ``gateway-lab scenario canary`` changes the weights; a Tier-2
 stopped with ``gateway-lab kill`` shows as down on Tier-1's page within 2 s of the command
-returning and healthy again after ``gateway-lab start``; the explain form answers from the live
-state. A screenshot is saved under the test's tmp path (``make screenshot`` also copies it to
-docs/images/dashboard.png). Skipped, with the reason, where Playwright or a chromium is missing.
+returning and healthy again after ``gateway-lab start``; a rejected reload shows its file's
+diagnostics; the explain form answers from the live state. A screenshot is saved under the
+test's tmp path (``make screenshot`` also copies it to docs/images/dashboard.png). Skipped,
+with the reason, where Playwright or a chromium is missing.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -32,7 +34,6 @@ from tests.lab.labkit import RunningLab
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
-pytestmark = pytest.mark.lab
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC_SCREENSHOT = ROOT / "docs" / "images" / "dashboard.png"
@@ -62,15 +63,26 @@ def find_browser() -> str | None:
     return None
 
 
+def missing() -> str | None:
+    """Why the browser tests cannot run here, or None."""
+    if importlib.util.find_spec("playwright") is None:
+        return "Playwright for Python is not installed (dev extra: make .venv/.installed)"
+    if find_browser() is None:
+        return "no chromium found (apt-get install chromium, or set DASHBOARD_BROWSER to one)"
+    return None
+
+
+MISSING = missing()
+# Checked before the lab starts: without a browser nothing here can run.
+pytestmark = [pytest.mark.lab, pytest.mark.skipif(MISSING is not None, reason=MISSING or "")]
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("Playwright for Python is not installed (pip install playwright)")
+    from playwright.sync_api import sync_playwright
+
     executable = find_browser()
-    if executable is None:
-        pytest.skip("no chromium found (apt-get install chromium, or set DASHBOARD_BROWSER)")
+    assert executable is not None
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=executable, headless=True)
         try:
@@ -320,6 +332,51 @@ def test_a_killed_tier2_shows_down_within_two_seconds(
         started = lab.cli("start", VICTIM)
     assert started.returncode == 0, started.stdout + started.stderr
     until(lambda: state() == "healthy", 30, f"{VICTIM_HOST} healthy again")
+    page.check_clean()
+
+
+BROKEN = """\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: broken, namespace: bookinfo}
+spec:
+  hosts: [bookinfo.example.com]
+  gateways: [bookinfo/bookinfo-gateway]
+  http:
+  - route:
+    - destination: {host: helloworld}
+      weight: -1
+"""
+
+
+def test_a_rejected_reload_shows_its_diagnostics(
+    lab: RunningLab, open_page: Callable[[str], DashboardPage]
+) -> None:
+    """A broken override on cluster-1: its Tier-2 page says rejected, names the file and the
+    field, and keeps the version; once the file is gone the reload is accepted again."""
+    page = open_page(printed_dashboard(lab, "tier2-cluster-1"))
+    version = page.text("#version")
+    broken = lab.workdir / "overrides" / "cluster-1" / "dashboard-broken.yaml"
+    broken.write_text(BROKEN)
+    try:
+        until(
+            lambda: (page.text("#reload-result") or "").startswith("rejected"),
+            15,
+            "the rejected reload on the page",
+        )
+        diagnostics = page.text("#diagnostics") or ""
+        assert page.page.is_visible("#diagnostics")
+        assert "dashboard-broken.yaml" in diagnostics and "weight" in diagnostics, diagnostics
+        assert page.text("#reload-result") == f"rejected: still serving {version}"
+        assert page.text("#version") == version
+    finally:
+        broken.unlink()
+    until(
+        lambda: (page.text("#reload-result") or "").startswith("accepted"),
+        15,
+        "the reload accepted again",
+    )
+    assert not page.page.is_visible("#diagnostics")
     page.check_clean()
 
 

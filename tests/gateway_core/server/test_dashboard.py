@@ -187,6 +187,14 @@ async def test_reload_results_show_the_rejected_files_diagnostics(
     assert doc["version"] == first["version"]
     assert any("config.yaml" in d and "weight" in d for d in reload["diagnostics"]), reload
     assert doc["reloads"] == {"success": 1, "rejected": 1}
+    harness.write_config(good)  # undone: the files compile to the version serving
+    async with aiohttp.ClientSession() as s, s.post(harness.admin + "/reload") as r:
+        assert r.status == 200
+    doc = await _state(harness)
+    assert (doc["reload"]["accepted"], doc["reload"]["changed"]) == (True, False)
+    assert doc["reload"]["diagnostics"] == []
+    async with aiohttp.ClientSession() as s, s.get(harness.admin + "/config_dump") as r:
+        assert (await r.json())["last_reload_error"] is None
     harness.write_config(good.replace("weight: 75", "weight: 70").replace("25}", "30}"))
     async with aiohttp.ClientSession() as s, s.post(harness.admin + "/reload") as r:
         assert r.status == 200
