@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 SSLYZE_VENV ?= .venv-sslyze
 SSLYZE_STAMP := $(SSLYZE_VENV)/.installed
 
-.PHONY: lab test lint check certs bench proto clean
+.PHONY: lab test lint check certs bench proto screenshot clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,12 @@ certs: $(STAMP)
 # Regenerate gateway_lab/proto's Python code from demo.proto (the command is in generate.py).
 proto: $(STAMP)
 	$(BIN)/python -m gateway_lab.proto.generate
+
+# Regenerate docs/images/dashboard.png: the browser test's screenshot of the lab's Tier-1
+# dashboard (make test writes it only under pytest's tmp path, so the tree stays clean).
+screenshot: $(STAMP)
+	UPDATE_SCREENSHOT=1 $(BIN)/python -m pytest -q -p no:cacheprovider -s \
+	  tests/lab/test_dashboard_browser.py -k renders
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

@@ -1,4 +1,5 @@
-"""Control path (lab): the curl, admin and lab commands `gateway-lab up` prints, as runnable.
+"""Control path (lab): the curl, admin and lab commands and the dashboard URLs `gateway-lab up`
+prints, as runnable.
 
 Hosts, ports and addresses come from the topology and the Gateway listeners, so the commands
 follow any change to deploy/lab. The end-to-end test runs exactly these lines with real curl.
@@ -75,6 +76,15 @@ def admin_commands(topo: Topology) -> list[tuple[str, str]]:
             f"--admin-address {t1.admin[0]}:{t1.admin[1]} "
             f"-H 'X-CLUSTER-SELECTOR: {topo.clusters[-1].name}' {url}",
         ),
+    ]
+
+
+def dashboard_urls(topo: Topology) -> list[tuple[str, str]]:
+    """``(gateway, URL)`` of each gateway's live dashboard (its admin port's ``/``), Tier-1
+    first: the split between clusters there, each cluster's subsets on its Tier-2."""
+    return [
+        (gw.name, f"http://{gw.admin[0]}:{gw.admin[1]}/")
+        for gw in (topo.tier1, *(c.gateway for c in topo.clusters))
     ]
 
 

@@ -25,7 +25,7 @@ from aiohttp import web
 from certs.generate import generate_lab_certs
 from gateway_core.server.admin_auth import AdminAuth
 from gateway_core.utils.tasks import spawn
-from gateway_lab.commands import admin_commands, curl_commands, lab_commands
+from gateway_lab.commands import admin_commands, curl_commands, dashboard_urls, lab_commands
 from gateway_lab.control import ProcessError, build_control_app
 from gateway_lab.plan import PHASES, Workdir, lab_plan
 from gateway_lab.processes import Child, StartupError, check_sockets
@@ -226,6 +226,9 @@ class Supervisor:
             return body
 
     def _print_commands(self) -> None:
+        self._print("\nDashboards (open in a browser):")
+        for name, url in dashboard_urls(self.topology):
+            self._print(f"  {name:<18} {url}")
         self._print("\nTry these (the lab serves them as printed):")
         for what, cmd in curl_commands(self.topology, self.workdir.certs / "ca.crt"):
             self._print(f"  # {what}\n  {cmd}")

@@ -12,6 +12,8 @@
 The ``GET`` endpoints are read-only and open; the ``POST`` ones change state and need a bearer
 token (``--admin-token-file``) or, with ``--admin-allow-unauthenticated-loopback``, a loopback
 caller (``admin_auth``).
+``GET /`` (the live dashboard), its ``/dashboard/...`` data and ``GET /help`` (every endpoint,
+from this router) are in gateway_core/server/dashboard.py.
 
 The JSON answers are one line; ``?pretty`` (or ``pretty=1``/``true``) indents them for a reader.
 """
@@ -28,6 +30,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from gateway_core.routing.explain import Call, explain
 from gateway_core.server.admin_auth import AdminAuth, auth_middleware
+from gateway_core.server.dashboard import add_dashboard_routes
 from gateway_core.server.dump import cluster_state_dump, snapshot_dump
 from gateway_core.server.state import GatewayRuntime
 
@@ -60,6 +63,7 @@ def build_admin_app(
     # Mutating: the middleware asks for the bearer token.
     app.router.add_post("/reload", _reload)
     app.router.add_post("/drain", _drain)
+    add_dashboard_routes(app, runtime)
     return app
 
 

@@ -100,6 +100,7 @@ class Gateway:
             _log.error("%s", exc)
             return False
         self.runtime.ready = True
+        self.runtime.record_reload(True)
         self.metrics.config_reloads["success"] += 1
         if not self.settings.sticky_secret and any(
             c.sticky is not None for c in result.snapshot.clusters.values()
@@ -159,6 +160,9 @@ class Gateway:
                 errors = [str(d) for d in result.diagnostics.errors]
                 return self._rejected("\n".join(errors))
             if result.snapshot.version == runtime.snapshot.version:
+                # The files are good again (e.g. a rejected edit was undone): no error is left.
+                runtime.last_error = self.metrics.config_last_error = ""
+                runtime.record_reload(True, changed=False)
                 self._watcher.mark_loaded()
                 return True
             try:
@@ -166,6 +170,7 @@ class Gateway:
             except (OSError, TlsConfigError) as exc:
                 return self._rejected(str(exc))
             runtime.last_error = ""
+            runtime.record_reload(True)
             self.metrics.config_last_error = ""
             self.metrics.config_reloads["success"] += 1
             self._watcher.mark_loaded()
@@ -174,6 +179,7 @@ class Gateway:
 
     def _rejected(self, message: str) -> bool:
         self.runtime.last_error = message
+        self.runtime.record_reload(False, message)
         self.metrics.config_last_error = message
         self.metrics.config_reloads["rejected"] += 1
         _log.error(

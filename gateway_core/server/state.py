@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import random
+from collections import deque
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gateway_core.observability.access_log import AccessLog
@@ -20,6 +22,7 @@ from gateway_core.settings import GatewaySettings
 from gateway_core.snapshot import NodeInfo, Snapshot
 from gateway_core.upstream.cluster import Cluster
 from gateway_core.upstream.cluster_manager import ClusterManager
+from gateway_core.upstream.host import Host
 
 if TYPE_CHECKING:
     from gateway_core.proxy.context import ExchangeOutcome
@@ -30,6 +33,26 @@ _log = logging.getLogger("gateway.state")
 _NO_FLAGS: list[str] = []
 
 EMPTY_SNAPSHOT = Snapshot(version="", node=NodeInfo(), listeners=(), route_tables={}, clusters={})
+
+RECENT_ERRORS = 50
+RecentError = tuple[float, int, list[str], bytes, bytes, bytes, Host | None, str | None, str | None]
+"""One answered request with response flags or a 5xx: (loop time, status, flags, method,
+authority, path without the query, upstream host, cluster, route): one tuple per error."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadResult:
+    """The last configuration load (start, file change, SIGHUP or ``POST /reload``)."""
+
+    at: float
+    """Wall-clock time (Unix seconds)."""
+    accepted: bool
+    version: str
+    """The version serving after it (the previous one when rejected)."""
+    error: str = ""
+    """The rejection's diagnostics, one per line, with their file locations."""
+    changed: bool = True
+    """False when the files compiled to the version already serving."""
 
 
 class GatewayRuntime:
@@ -58,6 +81,9 @@ class GatewayRuntime:
         self.ready = False
         self.draining = False
         self.last_error = ""
+        self.last_reload: ReloadResult | None = None
+        self.recent_errors: deque[RecentError] = deque(maxlen=RECENT_ERRORS)
+        """The last requests answered with response flags or a 5xx (admin dashboard)."""
         self.sticky_key = settings.sticky_secret or os.urandom(32)
         self.health_path = settings.health_path.encode() if settings.health_path else b"\x00"
         metrics.clusters_source = self.cluster_samples
@@ -91,6 +117,21 @@ class GatewayRuntime:
         duration = now - ex.start
         flags = [f.value for f in ex.flags] if ex.flags else _NO_FLAGS
         self.metrics.record_request(ex.status, duration, flags)
+        if flags or ex.status >= 500:
+            target, entry = ex.target, ex.entry
+            self.recent_errors.append(
+                (
+                    now,
+                    ex.status,
+                    flags,
+                    ex.req.method,
+                    ex.req.authority,
+                    ex.req.path,
+                    ex.host,
+                    target.cluster if target is not None else None,
+                    entry.name if entry is not None else None,
+                )
+            )
         log = self.access_log
         if log.enabled:
             req = ex.req
@@ -116,6 +157,16 @@ class GatewayRuntime:
                 x_forwarded_for=req.headers.get(b"x-forwarded-for", b""),
                 user_agent=req.headers.get(b"user-agent", b""),
             )
+
+    def record_reload(self, accepted: bool, error: str = "", *, changed: bool = True) -> None:
+        """Remember the last configuration load's result for the admin dashboard."""
+        self.last_reload = ReloadResult(
+            at=self.metrics.wall_clock(),
+            accepted=accepted,
+            version=self.snapshot.version,
+            error=error,
+            changed=changed,
+        )
 
     def cluster_samples(self) -> list[ClusterSample]:
         out = []

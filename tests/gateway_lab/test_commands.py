@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from gateway_lab.cli import parser, subcommands
-from gateway_lab.commands import admin_commands, curl_commands, lab_commands
+from gateway_lab.commands import admin_commands, curl_commands, dashboard_urls, lab_commands
 from gateway_lab.plan import Workdir, lab_plan
 from gateway_lab.topology import load_topology
 
@@ -54,6 +54,16 @@ def test_admin_commands_point_at_the_admin_addresses() -> None:
         "explain --admin-address 127.0.0.1:15000 -H 'X-CLUSTER-SELECTOR: cluster-3' "
         "http://bookinfo.example.com:8080/productpage"
     )
+
+
+def test_dashboard_urls_are_each_gateways_admin_root() -> None:
+    """Tier-1's dashboard first, then each cluster's Tier-2, at their admin addresses."""
+    assert dashboard_urls(load_topology()) == [
+        ("tier1-gateway", "http://127.0.0.1:15000/"),
+        ("tier2-cluster-1", "http://127.0.1.1:15000/"),
+        ("tier2-cluster-2", "http://127.0.2.1:15000/"),
+        ("tier2-cluster-3", "http://127.0.3.1:15000/"),
+    ]
 
 
 def test_lab_commands_cover_every_subcommand_as_runnable_lines() -> None:

@@ -8,10 +8,11 @@ import os
 import socket
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from gateway_core.utils.tasks import spawn
-from gateway_lab.commands import lab_commands
+from gateway_lab.commands import dashboard_urls, lab_commands
 from gateway_lab.supervisor import Supervisor
 from gateway_lab.topology import load_topology
 from tests.conftest import free_port
@@ -96,6 +97,12 @@ async def test_lab_starts_in_phases_and_stops_every_child(tmp_path: Path) -> Non
     lab = {command for _, command in lab_commands(sup.topology)}
     assert lab <= printed
     assert {ln.split()[3] for ln in lab} == {"status", "kill", "start", "scenario", "grpc", "down"}
+    dashboards = dashboard_urls(sup.topology)
+    assert [name for name, _ in dashboards] == ["tier1-gateway", "tier2-c1"]
+    assert {f"{name:<18} {url}" for name, url in dashboards} <= printed
+    async with aiohttp.ClientSession() as s, s.get(dashboards[0][1]) as r:
+        assert r.status == 200 and r.content_type == "text/html"
+        assert "/dashboard.js" in await r.text()
     status = sup.status()
     assert status["ready"] is True
     pids = [p["pid"] for p in status["processes"]]
