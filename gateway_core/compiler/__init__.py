@@ -14,6 +14,7 @@ from gateway_core.compiler.clusters import ClusterCollector
 from gateway_core.compiler.index import ConfigIndex
 from gateway_core.compiler.listeners import build_listener_specs, plan_listeners
 from gateway_core.compiler.routes import build_route_tables
+from gateway_core.compiler.security import build_jwt_filter
 from gateway_core.config.diagnostics import ConfigError, Diagnostics
 from gateway_core.config.resources import Resources
 from gateway_core.snapshot import NodeInfo, Snapshot
@@ -41,6 +42,7 @@ def compile_snapshot(
         route_tables=MappingProxyType(route_tables),
         clusters=MappingProxyType(clusters.build(node)),
         warnings=tuple(str(d) for d in diags.warnings),
+        gateway_filters=build_jwt_filter(resources, node.labels),
     )
 
 

@@ -29,6 +29,7 @@ from gateway_core.config.resources import (
     Resource,
     Resources,
 )
+from gateway_core.config.security import SECURITY_GROUP, SECURITY_KINDS, SECURITY_VERSIONS
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -156,6 +157,9 @@ def _parse_document(origin: Origin, doc: Any, diags: Diagnostics) -> Resource[An
     elif group == EXTENSION_GROUP and kind in EXTENSION_KINDS:
         spec_type = EXTENSION_KINDS[kind]
         versions = EXTENSION_VERSIONS
+    elif group == SECURITY_GROUP and kind in SECURITY_KINDS:
+        spec_type = SECURITY_KINDS[kind]
+        versions = SECURITY_VERSIONS
     else:
         diags.warning(
             f"ignored: {api_version} {kind} is not a kind this gateway reads", origin=origin

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from gateway_core.routing.actions import WeightedCluster
     from gateway_core.routing.request import RequestHead
     from gateway_core.routing.route_table import RouteEntry
+    from gateway_core.security.authn import KeySource
     from gateway_core.settings import GatewaySettings
     from gateway_core.snapshot import ServerSpec, Snapshot
     from gateway_core.upstream.cluster import Cluster
@@ -72,6 +73,10 @@ class GatewayContext(Protocol):
     def snapshot(self) -> Snapshot: ...
     @property
     def clusters(self) -> Mapping[str, Cluster]: ...
+    @property
+    def jwt_keys(self) -> KeySource:
+        """Keys fetched from ``jwksUri``, the wall clock and the JWT counters."""
+
     @property
     def connections(self) -> MutableSet[Any]:
         """Open client connections (the process drains and closes them)."""

@@ -33,11 +33,13 @@ from gateway_core.routing.actions import (
     RedirectAction,
     RouteAction,
 )
+from gateway_core.security.authn import JwtAuthnSpec, authenticate
 
 if TYPE_CHECKING:
     from gateway_core.routing.matchers import RequestMatch
     from gateway_core.routing.request import RequestHead
     from gateway_core.routing.route_table import RouteEntry
+    from gateway_core.security.principal import RequestAuth
 
 
 class FilterTarget(fault.FaultTarget, Protocol):
@@ -45,6 +47,7 @@ class FilterTarget(fault.FaultTarget, Protocol):
     needs, and these."""
 
     cors_origin: bytes | None
+    auth: RequestAuth | None
 
     @property
     def req(self) -> RequestHead: ...
@@ -112,5 +115,10 @@ _HANDLERS: dict[type, Callable[[FilterTarget, Any, int], bool]] = {
 """One handler per kind of chain element."""
 
 
-_GATEWAY_HANDLERS: dict[type, Callable[[FilterTarget, Any], bool]] = {}
+def _jwt_authn(ex: FilterTarget, spec: Any) -> bool:
+    """Request authentication (``security/authn.py``): sets ``ex.auth`` or answers 401."""
+    return authenticate(ex, spec, ex.down.runtime.jwt_keys)
+
+
+_GATEWAY_HANDLERS: dict[type, Callable[[FilterTarget, Any], bool]] = {JwtAuthnSpec: _jwt_authn}
 """One handler per kind of gateway-wide element: True when it took the request."""
