@@ -226,7 +226,7 @@ def _reject(ex: AuthTarget, failure: JwtFailure) -> None:
         status,
         None,  # Envoy's jwt_authn sets no response flag
         str(failure).encode(),
-        [(b"www-authenticate", header), (b"content-type", b"text/plain")],
+        [(b"www-authenticate", header)],
     )
 
 

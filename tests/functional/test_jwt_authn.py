@@ -87,6 +87,7 @@ async def test_istio_outcomes_headers_and_claim_routing(gateway: Callable[..., A
         assert resp.header(b"www-authenticate") == (
             b'Bearer realm="http://api.example/a?x=1", error="invalid_token"'
         )
+        assert resp.all(b"content-type") == [b"text/plain"]
         assert len(v1.requests) == 1
         # A good token: forwarded without it (forwardOriginalToken false), claims in headers.
         token = pair.mint(claims(sub="jason", profile={"tier": "silver"}))
