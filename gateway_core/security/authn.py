@@ -75,6 +75,13 @@ class KeySource(Protocol):
     def record(self, issuer: str, reason: str) -> None:
         """Count one token: ``reason`` is ``""`` for an accepted one."""
 
+    def verified(self, token: str, keys: KeySet) -> bool:
+        """``token``'s signature was verified with exactly this key set before."""
+
+    def remember(self, token: str, keys: KeySet) -> None:
+        """``token``'s signature verified with ``keys`` (a bounded cache, like Envoy's
+        ``jwt_cache_config``; the claims are still checked on every request)."""
+
 
 @dataclass(frozen=True, slots=True)
 class TokenLocation:
@@ -191,7 +198,7 @@ def authenticate(ex: AuthTarget, spec: JwtAuthnSpec, source: KeySource) -> bool:
                 raise JwtFailure(UNKNOWN_ISSUER, "unknown_issuer")
             label = rule.issuer
             check_claims(jwt, now, rule.audiences)
-            _verify(jwt, rule, source)
+            _verify(item.token, jwt, rule, source)
         except JwtFailure as failure:
             source.record(label, failure.reason)
             _reject(ex, failure)
@@ -202,19 +209,22 @@ def authenticate(ex: AuthTarget, spec: JwtAuthnSpec, source: KeySource) -> bool:
     return False
 
 
-def _verify(jwt: ParsedJwt, rule: JwtRuleSpec, source: KeySource) -> None:
+def _verify(token: str, jwt: ParsedJwt, rule: JwtRuleSpec, source: KeySource) -> None:
     keys = rule.inline_keys
     if keys is None:
         keys = source.keys(rule.jwks_uri)
         if keys is None:  # never fetched successfully (yet)
             source.request_refresh(rule.jwks_uri)
             raise JwtFailure(JWKS_FETCH_FAILED, "jwks_unavailable")
+    if source.verified(token, keys):
+        return
     try:
         verify_signature(jwt, keys)
     except JwtFailure as failure:
         if failure.reason == "unknown_kid" and rule.inline_keys is None:
             source.request_refresh(rule.jwks_uri)  # a key rotation: look again, rate-limited
         raise
+    source.remember(token, keys)
 
 
 def _reject(ex: AuthTarget, failure: JwtFailure) -> None:

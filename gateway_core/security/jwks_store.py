@@ -36,6 +36,8 @@ _log = logging.getLogger("gateway.jwks")
 REFRESH_INTERVAL = 1200.0
 RETRY_INTERVAL = 10.0
 MIN_REFRESH_GAP = 30.0
+VERIFIED_ENTRIES = 1024
+VERIFIED_MAX_TOKEN = 8192
 FIRST_FETCH_WAIT = 5.0
 """How long applying a configuration waits for the first fetch of a new URI."""
 
@@ -87,6 +89,8 @@ class JwksStore:
         self._keys: Mapping[str, KeySet] = MappingProxyType({})
         self._uris: dict[str, UriState] = {}
         self._session: aiohttp.ClientSession | None = None
+        self._verified: dict[str, KeySet] = {}
+        """Tokens whose signature verified, with the key set that verified them."""
         self.authn: dict[tuple[str, str], int] = {}
         """Tokens seen, by (rule issuer, failure reason or ``""``)."""
 
@@ -105,6 +109,17 @@ class JwksStore:
     def record(self, issuer: str, reason: str) -> None:
         key = (issuer, reason)
         self.authn[key] = self.authn.get(key, 0) + 1
+
+    def verified(self, token: str, keys: KeySet) -> bool:
+        return self._verified.get(token) is keys
+
+    def remember(self, token: str, keys: KeySet) -> None:
+        """Only tokens that verified are kept (a client cannot fill this with junk); a new key
+        set (another object) never matches an old entry."""
+        if len(token) <= VERIFIED_MAX_TOKEN:
+            if len(self._verified) >= VERIFIED_ENTRIES:
+                self._verified.clear()
+            self._verified[token] = keys
 
     # -- control path ---------------------------------------------------------------------------
     async def reconcile(self, uris: Mapping[str, float], wait: float = FIRST_FETCH_WAIT) -> None:

@@ -128,7 +128,9 @@ async def test_rotation_on_unknown_kid_is_rate_limited_and_outages_keep_keys(
         try:
             # Applying the configuration waited for the first fetch.
             assert server.hits == 1
-            assert (await get(port, "/", headers=_token(old))).status == 200
+            token = _token(old)
+            assert (await get(port, "/", headers=token)).status == 200
+            assert (await get(port, "/", headers=token)).status == 200  # remembered signature
             # The issuer rotates: a token with the new kid is refused at once (never waits),
             # and asks for a refresh; a burst of them fetches at most once per gap.
             server.document = jwks(new)
@@ -141,6 +143,13 @@ async def test_rotation_on_unknown_kid_is_rate_limited_and_outages_keep_keys(
                 return (await get(port, "/", headers=_token(new))).status == 200
 
             await _until(rotated)
+            # The old key is gone: its token, accepted (and its signature remembered) before,
+            # is refused now.
+            resp = await get(port, "/", headers=_token(old))
+            assert (resp.status, resp.body) == (
+                401,
+                b"Jwks doesn't have key to match kid or alg from Jwt",
+            )
             assert server.hits <= 2 + int((time.monotonic() - started) / 0.3) + 1
             # Outage: garbage, errors and a hanging endpoint; the last good keys stay.
             for mode in ("garbage", "500", "hang"):

@@ -187,3 +187,22 @@ def test_jwks_unsupported_key_types_are_skipped() -> None:
 def test_unusable_jwks_documents(document: str) -> None:
     with pytest.raises(JwksError):
         parse_jwks(document)
+
+
+def test_remembered_signatures_are_bounded_and_tied_to_their_key_set() -> None:
+    from gateway_core.security import jwks_store
+
+    store = jwks_store.JwksStore()
+    pair = KeyPair.make("EC", "e")
+    keys, _ = parse_jwks(jwks(pair))
+    same_document, _ = parse_jwks(jwks(pair))
+    token = pair.mint()
+    assert not store.verified(token, keys)
+    store.remember(token, keys)
+    assert store.verified(token, keys)
+    assert not store.verified(token, same_document)  # a new key set is another object
+    store.remember("x" * (jwks_store.VERIFIED_MAX_TOKEN + 1), keys)
+    assert not store.verified("x" * (jwks_store.VERIFIED_MAX_TOKEN + 1), keys)
+    for i in range(jwks_store.VERIFIED_ENTRIES):
+        store.remember(f"t{i}", keys)
+    assert len(store._verified) <= jwks_store.VERIFIED_ENTRIES
