@@ -19,6 +19,7 @@ is not known yet is rejected at once and a refresh is requested.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -44,7 +45,8 @@ HEADER, PARAM, COOKIE = "header", "param", "cookie"
 UNKNOWN_ISSUER_LABEL = "-"
 """The metric label for tokens whose issuer no rule names (labels stay bounded)."""
 
-_JWT_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.=+/")
+_JWT_RUN = re.compile(rb"[A-Za-z0-9\-_.=+/]*")
+"""The characters a token may be made of (base64url, the dots, and what other encodings use)."""
 
 
 class AuthTarget(Protocol):
@@ -305,10 +307,8 @@ def _token_at(
         at = value.lower().find(loc.prefix.lower().encode("latin-1"))
         if at < 0:
             return None
-        start = end = at + len(loc.prefix)
-        while end < len(value) and value[end] in _JWT_CHARS:
-            end += 1
-        return value[start:end].decode("ascii") or None
+        run = _JWT_RUN.match(value, at + len(loc.prefix))
+        return run.group().decode("ascii") or None if run is not None else None
     if loc.kind == PARAM:
         param = params.get(loc.name.encode("utf-8"))
         return param.decode("latin-1") if param else None

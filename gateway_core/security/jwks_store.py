@@ -5,9 +5,10 @@ aiohttp GET bounded by the rule's ``timeout`` and ``MAX_JWKS_BYTES``; a good ans
 once (``parse_jwks``) and published by replacing the whole URI → ``KeySet`` mapping in one
 assignment, so a request reads either the old keys or the new ones, never a half-built set.
 
-* Refresh: every ``refresh_interval`` (Istio's istiod default, 20 minutes), sooner after a
-  failure (``retry_interval``), and on demand when a token names a ``kid`` the keys do not
-  have (``request_refresh``), at most once per ``min_refresh_gap`` per URI.
+* Refresh: every ``refresh_interval`` (Istio's istiod default, 20 minutes); after a failure
+  sooner (``retry_interval``, doubling while failures go on, at most ``MAX_RETRY``); and on
+  demand when a token names a ``kid`` the keys do not have (``request_refresh``), at most once
+  per ``min_refresh_gap`` per URI.
 * Outage: a failed fetch keeps the last good keys; valid tokens keep being accepted. Failures
   are counted (``gateway_jwks_fetch{result="failure"}``) and shown in ``/config_dump``.
 * The request path never waits: it reads ``keys(uri)``; a URI never fetched yet gives None and
@@ -35,6 +36,7 @@ _log = logging.getLogger("gateway.jwks")
 
 REFRESH_INTERVAL = 1200.0
 RETRY_INTERVAL = 10.0
+MAX_RETRY = 300.0
 MIN_REFRESH_GAP = 30.0
 VERIFIED_ENTRIES = 1024
 VERIFIED_MAX_TOKEN = 8192
@@ -52,6 +54,8 @@ class UriState:
     last_failure: float | None = None
     last_error: str = ""
     last_attempt: float = float("-inf")
+    failing: int = 0
+    """Failed fetches in a row (the retry delay doubles with each, up to ``MAX_RETRY``)."""
     notes: list[str] = field(default_factory=list)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
@@ -150,7 +154,11 @@ class JwksStore:
             ok = await self.fetch(state)
             state.first.set()
             state.wake.clear()
-            delay = self.refresh_interval if ok else self.retry_interval
+            if ok:
+                state.failing, delay = 0, self.refresh_interval
+            else:
+                state.failing += 1
+                delay = min(self.retry_interval * 2 ** min(state.failing - 1, 16), MAX_RETRY)
             try:
                 await asyncio.wait_for(state.wake.wait(), timeout=delay)
             except TimeoutError:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import binascii
 import json
 import re
-from base64 import urlsafe_b64decode
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +42,7 @@ KID_ALG_MISMATCH = "Jwks doesn't have key to match kid or alg from Jwt"
 JWKS_FETCH_FAILED = "Jwks remote fetch is failed"
 
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
+_TO_STANDARD = str.maketrans("-_", "+/")
 
 
 class JwtFailure(Exception):
@@ -161,6 +161,6 @@ def _b64(segment: str, message: str) -> bytes:
     if len(segment) % 4 == 1 or _B64URL.fullmatch(segment) is None:
         raise JwtFailure(message, "malformed")
     try:
-        return urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        return binascii.a2b_base64((segment + "=" * (-len(segment) % 4)).translate(_TO_STANDARD))
     except (binascii.Error, ValueError):
         raise JwtFailure(message, "malformed") from None
