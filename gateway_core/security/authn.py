@@ -47,6 +47,8 @@ UNKNOWN_ISSUER_LABEL = "-"
 
 _JWT_RUN = re.compile(rb"[A-Za-z0-9\-_.=+/]*")
 """The characters a token may be made of (base64url, the dots, and what other encodings use)."""
+_HEADER_SAFE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")
+"""A claim written into a header must not carry control characters (no header injection)."""
 
 
 class AuthTarget(Protocol):
@@ -254,7 +256,7 @@ def _accept(
             add.append((rule.payload_header, jwt.payload_segment.encode("ascii")))
         for header, path in rule.claim_headers:
             value = claim_text(claim_value(jwt.payload, path))
-            if value is not None:
+            if value is not None and _HEADER_SAFE.fullmatch(value):
                 add.append((header, value.encode("utf-8")))
     if add or not remove.isdisjoint(ex.req.headers):
         _rewrite_headers(ex, remove, add)
@@ -335,7 +337,7 @@ def claim_value(claims: Mapping[str, Any], path: tuple[str, ...]) -> Any:
 
 def claim_text(value: Any) -> str | None:
     """A claim as a header value, as Envoy's ``claim_to_headers`` writes it: strings, integers
-    and booleans; other types are not written."""
+    and booleans; other types (and strings with control characters) are not written."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):

@@ -119,7 +119,9 @@ async def test_rotation_on_unknown_kid_is_rate_limited_and_outages_keep_keys(
     tmp_path: Any, jwks_server: Callable[[str], Any]
 ) -> None:
     old, new = KeyPair.make("RSA", "old"), KeyPair.make("EC", "new")
-    server = await jwks_server(jwks(old))
+    # The first answer also holds a symmetric key and a second key with the kid "old".
+    hostile = [{"kty": "oct", "kid": "old", "k": "c2VjcmV0"}, KeyPair.make("RSA", "old").jwk()]
+    server = await jwks_server(jwks(old, extra_keys=hostile))
     async with capture_upstream() as up:
         port = free_port()
         harness = await _gateway(
@@ -128,6 +130,9 @@ async def test_rotation_on_unknown_kid_is_rate_limited_and_outages_keep_keys(
         try:
             # Applying the configuration waited for the first fetch.
             assert server.hits == 1
+            notes = (await _dump(harness))["jwks"][0]["notes"]
+            assert len(notes) == 2 and "'oct' is not supported" in notes[0]
+            assert "repeats" in notes[1]
             token = _token(old)
             assert (await get(port, "/", headers=token)).status == 200
             assert (await get(port, "/", headers=token)).status == 200  # remembered signature

@@ -97,6 +97,12 @@ async def test_istio_outcomes_headers_and_claim_routing(gateway: Callable[..., A
         assert forwarded.header(b"authorization") is None
         assert forwarded.all(b"x-jwt-sub") == [b"jason"]
         assert forwarded.header(b"x-jwt-tier") == b"silver"
+        # A claim with a line break is not written (no header injection), the request passes.
+        evil = pair.mint(claims(sub="eve\r\nx-admin: 1", profile={"tier": "silver\n"}))
+        assert (await get(port, "/b2", headers=bearer(evil))).status == 200
+        forwarded = v1.requests[-1]
+        assert (forwarded.header(b"x-jwt-sub"), forwarded.header(b"x-admin")) == (None, None)
+        assert forwarded.header(b"x-jwt-tier") is None
         # Claim routing: a list claim matches when one element does; nested claims with '.'.
         admin = pair.mint(claims(sub="ann", groups=["dev", "admins"]))
         assert (await get(port, "/c", headers=bearer(admin))).status == 200
@@ -112,9 +118,9 @@ async def test_istio_outcomes_headers_and_claim_routing(gateway: Callable[..., A
         assert (resp.status, resp.body) == (401, b"Jwt issuer is not configured")
         resp = await get(port, "/f", headers=bearer(pair.mint(claims(aud="other"))))
         assert (resp.status, resp.body) == (403, b"Audiences in Jwt are not allowed")
-        assert len(v1.requests) + len(v2.requests) == 5
+        assert len(v1.requests) + len(v2.requests) == 6
         samples = await metric_samples(harness.admin)
-    assert samples[("gateway_jwt_authn_authenticated_total", (("issuer", ISSUER),))] == 4
+    assert samples[("gateway_jwt_authn_authenticated_total", (("issuer", ISSUER),))] == 5
     failed = "gateway_jwt_authn_failed_total"
     assert samples[(failed, (("issuer", "-"), ("reason", "malformed")))] == 1
     assert samples[(failed, (("issuer", "-"), ("reason", "unknown_issuer")))] == 1
