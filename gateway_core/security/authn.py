@@ -51,6 +51,10 @@ _HEADER_SAFE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")
 """A claim written into a header must not carry control characters (no header injection)."""
 
 
+Verified = tuple["ParsedJwt", "JwtRuleSpec", KeySet]
+"""A verified token: its parse, the rule and the key set that verified it."""
+
+
 class AuthTarget(Protocol):
     """What the filter uses of an exchange (``Exchange`` implements it)."""
 
@@ -79,12 +83,13 @@ class KeySource(Protocol):
     def record(self, issuer: str, reason: str) -> None:
         """Count one token: ``reason`` is ``""`` for an accepted one."""
 
-    def verified(self, token: str, keys: KeySet) -> bool:
-        """``token``'s signature was verified with exactly this key set before."""
+    def recall(self, token: str) -> Verified | None:
+        """What ``remember`` kept for ``token``, if anything."""
 
-    def remember(self, token: str, keys: KeySet) -> None:
-        """``token``'s signature verified with ``keys`` (a bounded cache, like Envoy's
-        ``jwt_cache_config``; the claims are still checked on every request)."""
+    def remember(self, token: str, verified: Verified) -> None:
+        """``token`` verified (a bounded cache, like Envoy's ``jwt_cache_config``); the filter
+        still checks the times on every request, and that the rule and the key set are the
+        ones in force."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,13 +201,21 @@ def authenticate(ex: AuthTarget, spec: JwtAuthnSpec, source: KeySource) -> bool:
     for item in found:
         label = UNKNOWN_ISSUER_LABEL
         try:
-            jwt = parse_jwt(item.token)
-            rule = spec.rule_for(jwt.issuer, item.location) if jwt.issuer in item.issuers else None
-            if rule is None:
-                raise JwtFailure(UNKNOWN_ISSUER, "unknown_issuer")
-            label = rule.issuer
-            check_claims(jwt, now, rule.audiences)
-            _verify(item.token, jwt, rule, source)
+            hit = source.recall(item.token)
+            if hit is not None and _still_valid(hit, item, spec, source):
+                jwt, rule, _ = hit
+                label = rule.issuer
+                check_claims(jwt, now, rule.audiences)
+            else:
+                jwt = parse_jwt(item.token)
+                found_rule = spec.rule_for(jwt.issuer, item.location)
+                if found_rule is None:
+                    raise JwtFailure(UNKNOWN_ISSUER, "unknown_issuer")
+                rule = found_rule
+                label = rule.issuer
+                check_claims(jwt, now, rule.audiences)
+                keys = _verify(jwt, rule, source)
+                source.remember(item.token, (jwt, rule, keys))
         except JwtFailure as failure:
             source.record(label, failure.reason)
             _reject(ex, failure)
@@ -213,22 +226,30 @@ def authenticate(ex: AuthTarget, spec: JwtAuthnSpec, source: KeySource) -> bool:
     return False
 
 
-def _verify(token: str, jwt: ParsedJwt, rule: JwtRuleSpec, source: KeySource) -> None:
-    keys = rule.inline_keys
-    if keys is None:
-        keys = source.keys(rule.jwks_uri)
-        if keys is None:  # never fetched successfully (yet)
-            source.request_refresh(rule.jwks_uri)
-            raise JwtFailure(JWKS_FETCH_FAILED, "jwks_unavailable")
-    if source.verified(token, keys):
-        return
+def _keys(rule: JwtRuleSpec, source: KeySource) -> KeySet | None:
+    return rule.inline_keys if rule.inline_keys is not None else source.keys(rule.jwks_uri)
+
+
+def _still_valid(hit: Verified, item: _Found, spec: JwtAuthnSpec, source: KeySource) -> bool:
+    """A remembered verification counts only under the same rule (a reload builds new ones)
+    and the same key set (a refresh publishes a new one)."""
+    jwt, rule, keys = hit
+    return spec.rule_for(jwt.issuer, item.location) is rule and _keys(rule, source) is keys
+
+
+def _verify(jwt: ParsedJwt, rule: JwtRuleSpec, source: KeySource) -> KeySet:
+    """The signature check; the key set that verified it."""
+    keys = _keys(rule, source)
+    if keys is None:  # never fetched successfully (yet)
+        source.request_refresh(rule.jwks_uri)
+        raise JwtFailure(JWKS_FETCH_FAILED, "jwks_unavailable")
     try:
         verify_signature(jwt, keys)
     except JwtFailure as failure:
         if failure.reason == "unknown_kid" and rule.inline_keys is None:
             source.request_refresh(rule.jwks_uri)  # a key rotation: look again, rate-limited
         raise
-    source.remember(token, keys)
+    return keys
 
 
 def _reject(ex: AuthTarget, failure: JwtFailure) -> None:

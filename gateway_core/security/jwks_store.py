@@ -28,7 +28,7 @@ import aiohttp
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from gateway_core.security.authn import JwtAuthnSpec
+from gateway_core.security.authn import JwtAuthnSpec, Verified
 from gateway_core.security.jwks import MAX_JWKS_BYTES, JwksError, KeySet, parse_jwks
 from gateway_core.utils.tasks import spawn
 
@@ -93,8 +93,8 @@ class JwksStore:
         self._keys: Mapping[str, KeySet] = MappingProxyType({})
         self._uris: dict[str, UriState] = {}
         self._session: aiohttp.ClientSession | None = None
-        self._verified: dict[str, KeySet] = {}
-        """Tokens whose signature verified, with the key set that verified them."""
+        self._verified: dict[str, Verified] = {}
+        """Verified tokens, with their parse, rule and key set."""
         self.authn: dict[tuple[str, str], int] = {}
         """Tokens seen, by (rule issuer, failure reason or ``""``)."""
 
@@ -114,16 +114,16 @@ class JwksStore:
         key = (issuer, reason)
         self.authn[key] = self.authn.get(key, 0) + 1
 
-    def verified(self, token: str, keys: KeySet) -> bool:
-        return self._verified.get(token) is keys
+    def recall(self, token: str) -> Verified | None:
+        return self._verified.get(token)
 
-    def remember(self, token: str, keys: KeySet) -> None:
-        """Only tokens that verified are kept (a client cannot fill this with junk); a new key
-        set (another object) never matches an old entry."""
+    def remember(self, token: str, verified: Verified) -> None:
+        """Only verified tokens are kept (a client cannot fill this with junk), at most
+        ``VERIFIED_ENTRIES`` (then it starts over)."""
         if len(token) <= VERIFIED_MAX_TOKEN:
             if len(self._verified) >= VERIFIED_ENTRIES:
                 self._verified.clear()
-            self._verified[token] = keys
+            self._verified[token] = verified
 
     # -- control path ---------------------------------------------------------------------------
     async def reconcile(self, uris: Mapping[str, float], wait: float = FIRST_FETCH_WAIT) -> None:

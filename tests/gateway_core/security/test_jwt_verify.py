@@ -189,20 +189,47 @@ def test_unusable_jwks_documents(document: str) -> None:
         parse_jwks(document)
 
 
-def test_remembered_signatures_are_bounded_and_tied_to_their_key_set() -> None:
+def test_remembered_tokens_count_only_under_their_rule_and_key_set() -> None:
+    """The filter's cache of verified tokens: a hit needs the same rule and the same key set
+    object; the times are checked on every request; the cache is bounded."""
+    from gateway_core.routing.request import RequestHead
     from gateway_core.security import jwks_store
+    from gateway_core.security.authn import JwtAuthnSpec, JwtRuleSpec, authenticate
 
-    store = jwks_store.JwksStore()
     pair = KeyPair.make("EC", "e")
     keys, _ = parse_jwks(jwks(pair))
-    same_document, _ = parse_jwks(jwks(pair))
+    spec = JwtAuthnSpec((JwtRuleSpec(issuer="https://issuer.test", source="s", inline_keys=keys),))
+    store = jwks_store.JwksStore(wall=lambda: NOW)
     token = pair.mint()
-    assert not store.verified(token, keys)
-    store.remember(token, keys)
-    assert store.verified(token, keys)
-    assert not store.verified(token, same_document)  # a new key set is another object
-    store.remember("x" * (jwks_store.VERIFIED_MAX_TOKEN + 1), keys)
-    assert not store.verified("x" * (jwks_store.VERIFIED_MAX_TOKEN + 1), keys)
+
+    class Ex:
+        def __init__(self) -> None:
+            self.auth = None
+            self.answer: tuple[object, ...] = ()
+            raw = [(b"authorization", b"Bearer " + token.encode())]
+            self.req = RequestHead(b"GET", b"/", b"", b"h", b"http", 80, raw)
+
+        def local_reply(self, *args: object, **kw: object) -> None:
+            self.answer = args
+
+    assert authenticate(Ex(), spec, store) is False
+    hit = store.recall(token)
+    assert hit is not None and hit[1] is spec.rules[0] and hit[2] is keys
+    assert authenticate(Ex(), spec, store) is False  # from the cache
+    # A new compile (a reload) has new rule objects: the entry does not count for them.
+    again, _ = parse_jwks(jwks(pair))
+    other = JwtAuthnSpec(
+        (JwtRuleSpec(issuer="https://issuer.test", source="s", inline_keys=again),)
+    )
+    assert authenticate(Ex(), other, store) is False
+    assert store.recall(token)[1] is other.rules[0]  # type: ignore[index]
+    # Time goes on: a remembered token still expires.
+    store._wall = lambda: NOW + 3600 + 61
+    ex = Ex()
+    assert authenticate(ex, other, store) is True
+    assert ex.answer[0] == 401 and ex.answer[2] == b"Jwt is expired"
+    store.remember("x" * (jwks_store.VERIFIED_MAX_TOKEN + 1), hit)
+    assert store.recall("x" * (jwks_store.VERIFIED_MAX_TOKEN + 1)) is None
     for i in range(jwks_store.VERIFIED_ENTRIES):
-        store.remember(f"t{i}", keys)
+        store.remember(f"t{i}", hit)
     assert len(store._verified) <= jwks_store.VERIFIED_ENTRIES
