@@ -13,6 +13,7 @@ import json
 import os
 import tempfile
 import time
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
+from jwt.utils import base64url_encode
 
 ISSUER = "https://issuer.gateway-lab.local"
 AUDIENCE = "bookinfo.example.com"
@@ -75,9 +77,6 @@ def jwks_document(workdir: Path) -> str:
 
 def kid_of(jwk: dict[str, Any]) -> str:
     """The RFC 7638 thumbprint of the public key."""
-    from hashlib import sha256
-
-    from jwt.utils import base64url_encode
 
     members = {k: jwk[k] for k in ("crv", "kty", "x", "y")}
     digest = sha256(json.dumps(members, separators=(",", ":"), sort_keys=True).encode())
