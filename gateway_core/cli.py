@@ -197,7 +197,7 @@ def _config_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="labels of this gateway (failoverPriority, sourceLabels matches)",
+        help="labels of this gateway (failoverPriority, sourceLabels, policy selectors)",
     )
 
 

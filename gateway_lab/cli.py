@@ -4,6 +4,7 @@
     gateway-lab status
     gateway-lab kill NAME [--signal KILL|TERM|INT] | start NAME
     gateway-lab scenario NAME [--requests N]
+    gateway-lab token [--user NAME] [--groups A,B] [--ttl S] [--workdir DIR]
     gateway-lab grpc call|health ... TARGET     (gateway_lab.grpc_client)
     gateway-lab down
 
@@ -46,6 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from gateway_lab.scenarios import run_scenario
 
         return asyncio.run(run_scenario(args.name, topology, requests=args.requests))
+    if args.command == "token":
+        return _token(args, ControlClient(topology.control, timeout=5.0))
     client = ControlClient(topology.control)
     try:
         return asyncio.run(_control(args, client))
@@ -88,6 +91,18 @@ def parser() -> argparse.ArgumentParser:
         + ", ".join(f"{n}: {r}" for n, r in sorted(SCENARIO_REQUESTS.items()))
         + ")",
     )
+    token = sub.add_parser("token", help="mint a JWT of the lab issuer (RequestAuthentication)")
+    token.add_argument("--user", default="jason", help="the token's sub claim")
+    token.add_argument(
+        "--groups", default="", help="comma-separated groups claim (e.g. admins routes to v2)"
+    )
+    token.add_argument("--ttl", type=int, default=3600, help="seconds until exp (default 3600)")
+    token.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="the lab's workdir (default: the running lab's, else ./.lab)",
+    )
     add_grpc_parser(sub)
     sub.add_parser("down", help="stop the running lab")
     return main_parser
@@ -114,6 +129,24 @@ async def _control(args: argparse.Namespace, client: ControlClient) -> int:
         return 0
     info = await client.start(args.name)
     print(f"{args.name} running again (pid {info['pid']}, ready {info['ready']})")
+    return 0
+
+
+def _token(args: argparse.Namespace, client: ControlClient) -> int:
+    from gateway_lab.jwt_issuer import mint
+
+    workdir = args.workdir
+    if workdir is None:
+        try:
+            workdir = Path(asyncio.run(client.status())["workdir"])
+        except LabNotRunning:
+            workdir = Path(".lab")
+    groups = [g for g in args.groups.split(",") if g]
+    try:
+        print(mint(workdir, args.user, groups, ttl=args.ttl))
+    except (OSError, ValueError) as exc:
+        print(f"gateway-lab: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -4,6 +4,7 @@
 ``POST /processes/<name>/kill``      signal a process (``?signal=KILL`` default, or TERM/INT)
 ``POST /processes/<name>/start``     start a stopped process again; waits until it is ready
 ``POST /shutdown``                   stop the whole lab (what ``gateway-lab down`` sends)
+``GET  /jwks.json``                  the lab JWT issuer's public keys (``gateway_lab.jwt_issuer``)
 
 It listens on 127.0.0.1:15999 (``control`` in topology.yaml). Scenarios and tests use it to kill
 and restart a Tier-2 gateway while the rest of the lab keeps running. The POST calls go through
@@ -33,6 +34,8 @@ class LabControl(Protocol):
 
     def request_stop(self) -> None: ...
 
+    def jwks(self) -> str: ...
+
 
 class ProcessError(Exception):
     """A control request that cannot be done: unknown process, already running, not running."""
@@ -53,7 +56,12 @@ def build_control_app(lab: LabControl, auth: AdminAuth | None = None) -> web.App
     app.router.add_post("/processes/{name}/kill", _kill)
     app.router.add_post("/processes/{name}/start", _start)
     app.router.add_post("/shutdown", _shutdown)
+    app.router.add_get("/jwks.json", _jwks)
     return app
+
+
+async def _jwks(request: web.Request) -> web.Response:
+    return web.Response(text=request.app[LAB].jwks(), content_type="application/json")
 
 
 async def _status(request: web.Request) -> web.Response:

@@ -27,6 +27,7 @@ from gateway_core.server.admin_auth import AdminAuth
 from gateway_core.utils.tasks import spawn
 from gateway_lab.commands import admin_commands, curl_commands, dashboard_urls, lab_commands
 from gateway_lab.control import ProcessError, build_control_app
+from gateway_lab.jwt_issuer import ensure_issuer_key, jwks_document
 from gateway_lab.plan import PHASES, Workdir, lab_plan
 from gateway_lab.processes import Child, StartupError, check_sockets
 from gateway_lab.topology import GatewayNode, Topology
@@ -56,6 +57,7 @@ class Supervisor:
         self._stop = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
         self._background: asyncio.Task[None] | None = None
+        self._jwks = '{"keys": []}'
 
     def _phases(self) -> list[list[Child]]:
         return [[c for c in self.children if self._phase[c.name] == p] for p in PHASES]
@@ -97,7 +99,13 @@ class Supervisor:
             f"✓ {'certificates':<18} {self.workdir.certs} "
             f"({'issued ' + ', '.join(issued) if issued else 'all current, kept'})"
         )
+        created = ensure_issuer_key(self.workdir.root)
+        self._jwks = jwks_document(self.workdir.root)
         host, port = self.topology.control
+        self._print(
+            f"✓ {'JWT issuer':<18} {self.workdir.root / 'jwt'} "
+            f"({'new key' if created else 'key kept'}; JWKS at http://{host}:{port}/jwks.json)"
+        )
         # The control API listens on loopback; its POST calls are for loopback callers only.
         auth = AdminAuth(allow_unauthenticated_loopback=True)
         runner = web.AppRunner(build_control_app(self, auth), access_log=None)
@@ -244,6 +252,10 @@ class Supervisor:
         )
 
     # -- stop --------------------------------------------------------------------------------
+    def jwks(self) -> str:
+        """The lab issuer's JWKS (served at ``/jwks.json`` for the gateways' ``jwksUri``)."""
+        return self._jwks
+
     def request_stop(self) -> None:
         self._stop.set()
 

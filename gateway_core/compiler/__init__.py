@@ -16,6 +16,7 @@ from gateway_core.compiler.index import ConfigIndex
 from gateway_core.compiler.listeners import build_listener_specs, plan_listeners
 from gateway_core.compiler.ratelimits import gateway_rate_limits, loop_guard
 from gateway_core.compiler.routes import build_route_tables
+from gateway_core.compiler.security import build_jwt_filter
 from gateway_core.config.diagnostics import ConfigError, Diagnostics
 from gateway_core.config.resources import Resources
 from gateway_core.snapshot import NodeInfo, Snapshot
@@ -37,9 +38,11 @@ def compile_snapshot(
     # Gateway-wide filters, in order: request authentication (RequestAuthentication, which
     # fills ``Exchange.auth``) belongs first, then authorization, which reads it.
     # Envoy's order: the loop guard first (cheapest, and a loop must never reach the others),
-    # then authorization, then the gateway-wide rate limits (which may key on a JWT claim).
+    # then authentication (JWT), authorization, and the gateway-wide rate limits (which may key
+    # on a JWT claim).
     gateway_filters: tuple[object, ...] = (
         *loop_guard(node),
+        *build_jwt_filter(resources, node.labels),
         *build_authorization(resources, node, diags),
         *gateway_rate_limits(resources),
     )

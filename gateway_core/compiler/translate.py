@@ -12,6 +12,7 @@ from gateway_core.compiler.ratelimits import limits_for
 from gateway_core.config.common import StringMatch
 from gateway_core.config.regex import compile_regex, compile_rewrite
 from gateway_core.config.resources import Resource
+from gateway_core.config.security import CLAIM_PREFIX
 from gateway_core.config.validation.http_actions import GRPC_STATUS_CODES
 from gateway_core.config.virtual_service import (
     CorsPolicy,
@@ -36,6 +37,7 @@ from gateway_core.routing.actions import (
     WeightedCluster,
 )
 from gateway_core.routing.matchers import (
+    ClaimMatch,
     FieldMatch,
     RequestMatch,
     StringMatcher,
@@ -113,9 +115,27 @@ def translate_match(block: HTTPMatchRequest) -> RequestMatch:
         method=_string(block.method),
         authority=_string(block.authority),
         port=block.port or None,
-        headers=_fields(block.headers, skip_reserved=True),
-        without_headers=_fields(block.without_headers, skip_reserved=True),
+        headers=_fields(_plain(block.headers), skip_reserved=True),
+        without_headers=_fields(_plain(block.without_headers), skip_reserved=True),
         query_params=_fields(block.query_params, skip_reserved=False),
+        claims=_claims(block.headers),
+        without_claims=_claims(block.without_headers),
+    )
+
+
+def _plain(items: dict[str, StringMatch]) -> dict[str, StringMatch]:
+    return {k: v for k, v in items.items() if not k.startswith(CLAIM_PREFIX)}
+
+
+def _claims(items: dict[str, StringMatch]) -> tuple[ClaimMatch, ...]:
+    """``@request.auth.claims.<a.b>`` keys: JWT claim matches (Istio, at gateways)."""
+    return tuple(
+        (
+            tuple(name[len(CLAIM_PREFIX) :].split(".")),
+            build_string_matcher(match.exact, match.prefix, match.regex),
+        )
+        for name, match in items.items()
+        if name.startswith(CLAIM_PREFIX)
     )
 
 

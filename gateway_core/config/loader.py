@@ -27,11 +27,16 @@ from gateway_core.config.resources import (
     ISTIO_VERSIONS,
     KIND_SPECS,
     SECURITY_GROUP,
-    SECURITY_KINDS,
     SECURITY_VERSIONS,
     Resource,
     Resources,
 )
+from gateway_core.config.resources import SECURITY_KINDS as BUCKETED_SECURITY_KINDS
+from gateway_core.config.security import SECURITY_KINDS as AUTHN_KINDS
+
+SECURITY_KINDS = {**BUCKETED_SECURITY_KINDS, **AUTHN_KINDS}
+"""``security.istio.io`` kinds: AuthorizationPolicy has its own bucket in ``Resources``;
+RequestAuthentication is kept with the extensions (``config/security.py``)."""
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -116,7 +121,9 @@ def _parse_yaml(text: str, name: str, diags: Diagnostics) -> list[tuple[Origin, 
 
 
 def parse_documents(docs: Sequence[tuple[Origin, Any]], diags: Diagnostics) -> Resources:
-    buckets: dict[str, list[Resource[Any]]] = {kind: [] for kind in (*KIND_SPECS, *SECURITY_KINDS)}
+    buckets: dict[str, list[Resource[Any]]] = {
+        kind: [] for kind in (*KIND_SPECS, *BUCKETED_SECURITY_KINDS)
+    }
     extensions: list[Resource[ApiModel]] = []
     seen: dict[str, Origin] = {}
     for origin, doc in docs:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from gateway_core.routing.actions import WeightedCluster
     from gateway_core.routing.request import RequestHead
     from gateway_core.routing.route_table import RouteEntry
+    from gateway_core.security.authn import KeySource
     from gateway_core.settings import GatewaySettings
     from gateway_core.snapshot import ServerSpec, Snapshot
     from gateway_core.upstream.cluster import Cluster
@@ -86,6 +87,10 @@ class GatewayContext(Protocol):
     @property
     def rate_limits(self) -> Mapping[str, Limiter]:
         """The live rate limiters by ``RateLimitSpec.key``, published with the snapshot."""
+
+    @property
+    def jwt_keys(self) -> KeySource:
+        """Keys fetched from ``jwksUri``, the wall clock and the JWT counters."""
 
     @property
     def connections(self) -> MutableSet[Any]:

@@ -141,7 +141,7 @@ class Exchange:
         entry: RouteEntry | None = None
         match: RequestMatch | None = None
         if table is not None:
-            entry, match = table.route_entry(req)
+            entry, match = table.route_entry(req, self.auth)
         if entry is None:
             self.local_reply(404, ResponseFlag.NO_ROUTE)
             return

@@ -39,6 +39,7 @@ from gateway_core.routing.actions import (
 )
 from gateway_core.routing.loop_guard import LoopGuardSpec
 from gateway_core.routing.ratelimit import RateLimitSpec
+from gateway_core.security.authn import JwtAuthnSpec, authenticate
 from gateway_core.security.authz import AuthorizationFilter
 
 if TYPE_CHECKING:
@@ -138,11 +139,15 @@ _HANDLERS: dict[type, Callable[[FilterTarget, Any, int], bool]] = {
 """One handler per kind of chain element."""
 
 
+def _jwt_authn(ex: FilterTarget, spec: Any) -> bool:
+    """Request authentication (``security/authn.py``): sets ``ex.auth`` or answers 401."""
+    return authenticate(ex, spec, ex.down.runtime.jwt_keys)
+
+
 _GATEWAY_HANDLERS: dict[type, Callable[[FilterTarget, Any], bool]] = {
-    # Request authentication (RequestAuthentication) registers here too; the compiler puts it
-    # before authorization in ``Snapshot.gateway_filters``.
-    AuthorizationFilter: authorize,
     LoopGuardSpec: _loop_guard,
+    JwtAuthnSpec: _jwt_authn,
+    AuthorizationFilter: authorize,
     RateLimitSpec: _gateway_rate_limit,
 }
 """One handler per kind of gateway-wide element: True when it took the request."""

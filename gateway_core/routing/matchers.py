@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from gateway_core.config.regex import Regex, compile_regex
 from gateway_core.routing.request import RequestHead
+from gateway_core.security.authn import claim_value
+from gateway_core.security.principal import RequestAuth
 
 
 class StringMatcher:
@@ -92,6 +94,25 @@ def build_string_matcher(
 
 
 FieldMatch = tuple[bytes, StringMatcher]
+ClaimMatch = tuple[tuple[str, ...], StringMatcher]
+"""``CLAIM_PREFIX`` + ``a.b`` in a ``headers`` match: the claim's path and its matcher."""
+
+
+def claim_holds(auth: RequestAuth | None, path: tuple[str, ...], matcher: StringMatcher) -> bool:
+    """Istio's JWT claim match: a string claim matches as a header would; a list claim matches
+    when one of its strings does; no token, a missing claim or another type never matches."""
+    if auth is None:
+        return False
+    value = claim_value(auth.claims, path)
+    if value is None:
+        return False
+    if isinstance(matcher, PresentMatcher):
+        return True
+    if isinstance(value, str):
+        return matcher.matches(value.encode("utf-8"))
+    if isinstance(value, list):
+        return any(isinstance(v, str) and matcher.matches(v.encode("utf-8")) for v in value)
+    return False
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -107,8 +128,12 @@ class RequestMatch:
     headers: tuple[FieldMatch, ...] = ()
     without_headers: tuple[FieldMatch, ...] = ()
     query_params: tuple[FieldMatch, ...] = ()
+    claims: tuple[ClaimMatch, ...] = ()
+    without_claims: tuple[ClaimMatch, ...] = ()
 
-    def matches(self, req: RequestHead) -> bool:
+    def matches(self, req: RequestHead, auth: RequestAuth | None = None) -> bool:
+        """``auth``: what request authentication learned (``Exchange.auth``), for claim
+        matches."""
         if self.uri is not None and not self.uri.matches(req.path):
             return False
         if self.method is not None and not self.method.matches(req.method):
@@ -138,6 +163,13 @@ class RequestMatch:
                 value = params.get(name)
                 if value is None or not matcher.matches(value):
                     return False
+        if self.claims or self.without_claims:
+            for path, matcher in self.claims:
+                if not claim_holds(auth, path, matcher):
+                    return False
+            for path, matcher in self.without_claims:
+                if claim_holds(auth, path, matcher):
+                    return False
         return True
 
     def describe(self) -> dict[str, object]:
@@ -152,6 +184,10 @@ class RequestMatch:
             fields: tuple[FieldMatch, ...] = getattr(self, key)
             if fields:
                 out[key] = {n.decode("latin-1"): m.describe() for n, m in fields}
+        for key in ("claims", "without_claims"):
+            claims: tuple[ClaimMatch, ...] = getattr(self, key)
+            if claims:
+                out[key] = {".".join(p): m.describe() for p, m in claims}
         return out
 
 

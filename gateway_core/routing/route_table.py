@@ -23,6 +23,7 @@ from gateway_core.routing.actions import (
 from gateway_core.routing.matchers import RequestMatch
 from gateway_core.routing.ratelimit import RateLimitSpec
 from gateway_core.routing.request import RequestHead
+from gateway_core.security.principal import RequestAuth
 from gateway_core.utils.memo import BoundedMemo
 
 
@@ -61,12 +62,14 @@ class RouteEntry:
         chain.append(self.action)
         object.__setattr__(self, "filters", tuple(chain))
 
-    def match(self, req: RequestHead) -> RequestMatch | bool | None:
+    def match(
+        self, req: RequestHead, auth: RequestAuth | None = None
+    ) -> RequestMatch | bool | None:
         """The first matching ``match`` block, ``True`` for a rule without match blocks, or None."""
         if not self.matches:
             return True
         for block in self.matches:
-            if block.matches(req):
+            if block.matches(req, auth):
                 return block
         return None
 
@@ -81,14 +84,16 @@ class VirtualHost:
     domains: tuple[str, ...]
     routes: tuple[RouteEntry, ...]
 
-    def route(self, req: RequestHead) -> tuple[RouteEntry, RequestMatch | None] | None:
+    def route(
+        self, req: RequestHead, auth: RequestAuth | None = None
+    ) -> tuple[RouteEntry, RequestMatch | None] | None:
         # ``RouteEntry.match`` inlined: this loop runs for every request.
         for entry in self.routes:
             matches = entry.matches
             if not matches:
                 return entry, None
             for block in matches:
-                if block.matches(req):
+                if block.matches(req, auth):
                     return entry, block
         return None
 
@@ -133,20 +138,22 @@ class RouteTable:
         return self.catch_all
 
     def route(
-        self, req: RequestHead
+        self, req: RequestHead, auth: RequestAuth | None = None
     ) -> (
         tuple[VirtualHost, RouteEntry, RequestMatch | None] | tuple[VirtualHost | None, None, None]
     ):
         vh = self.find_virtual_host(req.host)
         if vh is None:
             return None, None, None
-        hit = vh.route(req)
+        hit = vh.route(req, auth)
         if hit is None:
             return vh, None, None
         return vh, hit[0], hit[1]
 
-    def route_entry(self, req: RequestHead) -> tuple[RouteEntry | None, RequestMatch | None]:
-        """``route`` without the virtual host, for the data path."""
+    def route_entry(
+        self, req: RequestHead, auth: RequestAuth | None = None
+    ) -> tuple[RouteEntry | None, RequestMatch | None]:
+        """``route`` without the virtual host, for the data path (``auth``: ``Exchange.auth``)."""
         vh = self.found[req.host]
-        hit = vh.route(req) if vh is not None else None
+        hit = vh.route(req, auth) if vh is not None else None
         return (None, None) if hit is None else hit

@@ -95,6 +95,7 @@ async def _config_dump(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     body = snapshot_dump(runtime.snapshot)
     body["last_reload_error"] = runtime.last_error or None
+    body["jwks"] = runtime.jwt_keys.dump()
     return _json(request, body)
 
 

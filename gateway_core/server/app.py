@@ -16,6 +16,7 @@ import random
 import signal
 import sys
 import time
+from collections.abc import Callable
 from typing import cast
 
 from aiohttp import web
@@ -27,6 +28,7 @@ from gateway_core.observability.metrics import GatewayMetrics
 from gateway_core.pipeline import build_snapshot
 from gateway_core.proxy.h2_upstream import H2UpstreamConnection
 from gateway_core.proxy.upstream_conn import UpstreamConnection
+from gateway_core.security.jwks_store import JwksStore
 from gateway_core.server.admin import build_admin_app
 from gateway_core.server.admin_auth import AdminAuth
 from gateway_core.server.listeners import ListenerSet
@@ -46,10 +48,13 @@ _log = logging.getLogger("gateway")
 
 
 class Gateway:
-    def __init__(self, settings: GatewaySettings) -> None:
+    def __init__(
+        self, settings: GatewaySettings, *, wall_clock: Callable[[], float] = time.time
+    ) -> None:
+        """``wall_clock``: seconds since the epoch (certificate expiry, JWT ``exp``/``nbf``)."""
         self.settings = settings
         self.registry = CollectorRegistry()
-        self.metrics = GatewayMetrics(self.registry, settings.tier)
+        self.metrics = GatewayMetrics(self.registry, settings.tier, wall_clock)
         rng = random.Random(settings.rng_seed)
         self.clock = MonotonicClock()
         self.tls_store = ClientContextStore()
@@ -69,7 +74,9 @@ class Gateway:
             access_log=AccessLog(settings.access_log, settings.access_log_format),
             clusters=clusters,
             rng=rng,
+            jwt_keys=JwksStore(wall=wall_clock),
         )
+        self.registry.register(self.runtime.jwt_keys.collector(settings.tier))
         self.listeners = ListenerSet(self.runtime)
         self.runtime.listeners = self.listeners
         self.metrics.tls_certificates = self.listeners.certificate_expiry
@@ -238,6 +245,7 @@ class Gateway:
             if conn.transport is not None:
                 conn.transport.abort()
         await self.runtime.cluster_manager.close()
+        await self.runtime.jwt_keys.close()
         self.runtime.access_log.close()
         if self._admin is not None:
             await self._admin.cleanup()

@@ -65,7 +65,14 @@ def snapshot_dump(snapshot: Snapshot) -> dict[str, Any]:
         },
         "clusters": {key: cluster_spec_dump(spec) for key, spec in snapshot.clusters.items()},
         "warnings": list(snapshot.warnings),
+        "gateway_filters": [_filter_dump(f) for f in snapshot.gateway_filters],
     }
+
+
+def _filter_dump(spec: object) -> dict[str, Any]:
+    """A gateway-wide filter's settings, as its own ``describe()`` gives them."""
+    describe = getattr(spec, "describe", None)
+    return {"kind": type(spec).__name__, **(describe() if callable(describe) else {})}
 
 
 def route_dump(entry: RouteEntry) -> dict[str, Any]:

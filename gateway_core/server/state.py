@@ -18,6 +18,7 @@ from gateway_core.observability.access_log import AccessLog
 from gateway_core.observability.metrics import ClusterSample, GatewayMetrics
 from gateway_core.proxy.token_bucket import Limiter, RateLimits
 from gateway_core.routing.ratelimit import RateLimitSpec
+from gateway_core.security.jwks_store import JwksStore, jwks_uris
 from gateway_core.settings import GatewaySettings
 from gateway_core.snapshot import NodeInfo, Snapshot
 from gateway_core.upstream.cluster import Cluster
@@ -64,12 +65,15 @@ class GatewayRuntime:
         access_log: AccessLog,
         clusters: ClusterManager,
         rng: random.Random,
+        jwt_keys: JwksStore | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.access_log = access_log
         self.cluster_manager = clusters
         self.rng = rng
+        self.jwt_keys = jwt_keys if jwt_keys is not None else JwksStore()
+        """Keys from ``jwksUri``: fetched by the control path, read by the JWT filter."""
         self.snapshot: Snapshot = EMPTY_SNAPSHOT
         self.clusters: dict[str, Cluster] = {}
         self.limits = RateLimits(settings.workers)
@@ -104,6 +108,8 @@ class GatewayRuntime:
                     await cluster.stop()
             raise
         rate_limits = self.limits.publish(_rate_limit_specs(snapshot))
+        # New key sets are fetched (bounded wait) before the snapshot that needs them goes live.
+        await self.jwt_keys.reconcile(jwks_uris(snapshot.gateway_filters))
         self.snapshot = snapshot
         self.clusters = new_clusters
         self.rate_limits = rate_limits

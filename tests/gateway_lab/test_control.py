@@ -48,6 +48,9 @@ class FakeLab:
     def request_stop(self) -> None:
         self.calls.append(("stop",))
 
+    def jwks(self) -> str:
+        return '{"keys": []}'
+
     def _known(self, name: str) -> None:
         if name != "tier2-c1":
             raise ProcessError(404, f"no process {name!r}")

@@ -91,12 +91,28 @@ async def test_lab_starts_in_phases_and_stops_every_child(tmp_path: Path) -> Non
     await until_ready(sup, task, out)
     text = out.getvalue()
     started = [ln.split()[1] for ln in text.splitlines() if ln.startswith("✓ ")]
-    assert started == ["certificates", "control", "dns", "pods-c1", "tier2-c1", "tier1-gateway"]
+    assert started == [
+        "certificates",
+        "JWT",
+        "control",
+        "dns",
+        "pods-c1",
+        "tier2-c1",
+        "tier1-gateway",
+    ]
     assert f"--resolve bookinfo.example.com:{ports['t1']}:127.0.0.1" in text
     printed = {ln.strip() for ln in text.splitlines()}
     lab = {command for _, command in lab_commands(sup.topology)}
     assert lab <= printed
-    assert {ln.split()[3] for ln in lab} == {"status", "kill", "start", "scenario", "grpc", "down"}
+    assert {ln.split()[3] for ln in lab} == {
+        "status",
+        "kill",
+        "start",
+        "scenario",
+        "token",
+        "grpc",
+        "down",
+    }
     dashboards = dashboard_urls(sup.topology)
     assert [name for name, _ in dashboards] == ["tier1-gateway", "tier2-c1"]
     assert {f"{name:<18} {url}" for name, url in dashboards} <= printed

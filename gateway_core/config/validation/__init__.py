@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from gateway_core.config.diagnostics import Diagnostics
 from gateway_core.config.resources import Resources
+from gateway_core.config.security import RequestAuthenticationSpec
 from gateway_core.config.validation._common import Reporter
 from gateway_core.config.validation.authorization import validate_authorization_policy
 from gateway_core.config.validation.destination_rule import validate_destination_rule
@@ -18,6 +19,7 @@ from gateway_core.config.validation.extensions import validate_extension
 from gateway_core.config.validation.gateway import validate_gateway
 from gateway_core.config.validation.lookup import destination_rule_for, service_entry_for
 from gateway_core.config.validation.references import resolve_gateway_name, validate_references
+from gateway_core.config.validation.request_authentication import validate_request_authentication
 from gateway_core.config.validation.service_entry import validate_service_entry
 from gateway_core.config.validation.virtual_service import validate_virtual_service
 
@@ -33,7 +35,11 @@ def validate_resources(resources: Resources, diags: Diagnostics) -> None:
     for se in resources.service_entries:
         validate_service_entry(se, Reporter(diags, se.origin, se.ref))
     for ext in resources.extensions:
-        validate_extension(ext, resources, Reporter(diags, ext.origin, ext.ref))
+        rep = Reporter(diags, ext.origin, ext.ref)
+        if isinstance(ext.spec, RequestAuthenticationSpec):
+            validate_request_authentication(ext, resources, rep)  # type: ignore[arg-type]
+        else:
+            validate_extension(ext, resources, rep)
     for ap in resources.authorization_policies:
         validate_authorization_policy(ap.spec, Reporter(diags, ap.origin, ap.ref))
     validate_references(resources, diags)

@@ -7,6 +7,7 @@ ServiceEntries); everything else about a rule is checked here.
 from __future__ import annotations
 
 from gateway_core.config.common import StringMatch
+from gateway_core.config.security import CLAIM_PREFIX
 from gateway_core.config.validation import http_actions
 from gateway_core.config.validation._common import (
     Reporter,
@@ -92,11 +93,18 @@ def _validate_conflicts(route: HTTPRoute, path: str, rep: Reporter) -> None:
 
 def _validate_match(match: HTTPMatchRequest, path: str, rep: Reporter) -> None:
     for name, value in match.headers.items():
+        if name.startswith(CLAIM_PREFIX):
+            rep.error(f"{path}.headers.{name}", claim_name_error(name))
+            validate_string_match(value, f"{path}.headers.{name}", rep)
+            continue
         rep.error(f"{path}.headers.{name}", header_name_error(name))
         rep.warning(f"{path}.headers.{name}", header_underscore_warning(name))
         validate_string_match(value, f"{path}.headers.{name}", rep)
     for name, value in match.without_headers.items():
-        rep.error(f"{path}.withoutHeaders.{name}", header_name_error(name))
+        if name.startswith(CLAIM_PREFIX):
+            rep.error(f"{path}.withoutHeaders.{name}", claim_name_error(name))
+        else:
+            rep.error(f"{path}.withoutHeaders.{name}", header_name_error(name))
         # `regex: "*"` is Istio's spelling of "header present", not an RE2 pattern.
         if value.regex != "*":
             validate_string_match(value, f"{path}.withoutHeaders.{name}", rep)
@@ -120,6 +128,14 @@ def _validate_match(match: HTTPMatchRequest, path: str, rep: Reporter) -> None:
         rep.error(
             f"{path}.sourceNamespace", f"sourceNamespace match {match.source_namespace} is invalid"
         )
+
+
+def claim_name_error(name: str) -> str | None:
+    """``@request.auth.claims.<name>``, nested names separated by ``.``."""
+    claim = name[len(CLAIM_PREFIX) :]
+    if not claim or any(not part for part in claim.split(".")):
+        return f"invalid JWT claim match {name}: use @request.auth.claims.<name>[.<nested>]"
+    return None
 
 
 def validate_string_match(
