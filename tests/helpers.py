@@ -48,6 +48,8 @@ class GatewayHarness:
             admin_address=("127.0.0.1", 0),
             bind_address="127.0.0.1",
             access_log="off",
+            # Tests call POST /reload and /drain from loopback (admin auth has its own tests).
+            admin_allow_unauthenticated_loopback=True,
             watch_interval=0.1,
             drain_propagation=0.0,
             drain_deadline=2.0,

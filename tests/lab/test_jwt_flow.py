@@ -59,6 +59,7 @@ def test_gateways_hold_the_lab_issuer_keys(lab: RunningLab) -> None:
     assert state["uri"] == "http://127.0.0.1:15999/jwks.json"
     assert state["fetches_ok"] >= 1 and state["fetches_failed"] == 0
     assert [k["algorithms"] for k in state["keys"]] == [["ES256"]]
-    rules = dump["gateway_filters"][0]["rules"]
+    (jwt,) = [f for f in dump["gateway_filters"] if f["kind"] == "JwtAuthnSpec"]
+    rules = jwt["rules"]
     assert rules[0]["issuer"] == "https://issuer.gateway-lab.local"
     assert rules[0]["forward_original_token"] is True
