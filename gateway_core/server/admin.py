@@ -25,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from gateway_core.routing.explain import Call, explain
 from gateway_core.server.dump import cluster_state_dump, snapshot_dump
 from gateway_core.server.state import GatewayRuntime
+from gateway_core.utils import native
 
 RUNTIME = web.AppKey("runtime", GatewayRuntime)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
@@ -82,6 +83,7 @@ async def _config_dump(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     body = snapshot_dump(runtime.snapshot)
     body["last_reload_error"] = runtime.last_error or None
+    body["runtime"] = native.status()
     return _json(request, body)
 
 

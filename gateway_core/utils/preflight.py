@@ -35,6 +35,9 @@ def main() -> int:
         print(f"preflight: {problem}", file=sys.stderr)
         return 1
     print("preflight: httptools and aiohttp's C parser are available")
+    from gateway_core.utils import native
+
+    print(f"preflight: {native.describe()}")
     return 0
 
 
