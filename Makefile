@@ -8,12 +8,13 @@ STAMP := $(VENV)/.installed
 SSLYZE_VENV ?= .venv-sslyze
 SSLYZE_STAMP := $(SSLYZE_VENV)/.installed
 
-.PHONY: lab test lint check certs bench proto screenshot clean
+.PHONY: lab test lint check certs bench proto screenshot clean native
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m gateway_core.utils.native ensure
 	@touch $(STAMP)
 
 $(SSLYZE_STAMP):
@@ -25,7 +26,10 @@ $(SSLYZE_STAMP):
 lab: $(STAMP)
 	$(BIN)/gateway-lab up
 
+# The request path is compiled with mypyc (rebuilt here when a source changed since the last
+# build); GATEWAY_PURE_PYTHON=1 runs the same tests on the Python sources.
 test: $(STAMP) $(SSLYZE_STAMP)
+	$(BIN)/python -m gateway_core.utils.native ensure
 	$(BIN)/python -m gateway_core.utils.preflight
 	$(BIN)/python -m pytest -q; status=$$?; \
 	  if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; \
@@ -49,8 +53,13 @@ screenshot: $(STAMP)
 	UPDATE_SCREENSHOT=1 $(BIN)/python -m pytest -q -p no:cacheprovider -s \
 	  tests/lab/test_dashboard_browser.py -k renders
 
+# Rebuild the compiled request path (mypyc) now.
+native: $(STAMP)
+	$(BIN)/python -m gateway_core.utils.native build
+
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 clean:
+	-$(BIN)/python -m gateway_core.utils.native clean
 	rm -rf $(VENV) $(SSLYZE_VENV) build *.egg-info

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import Any
 
 import httptools
 
@@ -167,7 +168,9 @@ def request_target(
         if not url.startswith((b"http://", b"https://")):
             raise BadRequest(400, str(exc).encode() + b"\n") from None
     try:
-        parsed = httptools.parse_url(url)
+        # httptools declares its URL fields as bytes, but they are None when absent; compiled
+        # code checks declared types, so the parsed URL is read untyped.
+        parsed: Any = httptools.parse_url(url)
         target = (parsed.path or b"/") + (b"?" + parsed.query if parsed.query else b"")
         path, query = split_target(target)
     except (httptools.HttpParserInvalidURLError, BadTarget):

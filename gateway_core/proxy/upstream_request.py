@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from gateway_core.proxy import messages
 from gateway_core.proxy.flags import ResponseFlag
 from gateway_core.proxy.interfaces import ExchangeView
 from gateway_core.proxy.tunnel import ClientTunnelBuffer
-from gateway_core.proxy.upstream_conn import UpstreamConnection
+from gateway_core.proxy.upstream_conn import ResponseSink, UpstreamConnection
 from gateway_core.routing.actions import HeaderList
 from gateway_core.upstream.outlier import LocalOrigin
 
@@ -25,6 +25,31 @@ if TYPE_CHECKING:
     from gateway_core.proxy.interfaces import Downstream
     from gateway_core.upstream.host import Host
     from gateway_core.upstream.pool import HostPool
+
+
+class UpstreamStream(Protocol):
+    """What an attempt drives once its request started: an HTTP/1.1 connection
+    (``UpstreamConnection``) or one HTTP/2 stream (``H2UpstreamStream``)."""
+
+    @property
+    def closed(self) -> bool: ...
+    def send_body(self, data: bytes) -> None: ...
+    def end_body(self, trailers: HeaderList | None) -> None: ...
+    def cancel(self) -> None: ...
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+
+
+class UpstreamLink(Protocol):
+    """A pooled connection as an attempt receives it (either protocol)."""
+
+    @property
+    def pool(self) -> Any: ...
+    def pause_reading(self) -> None: ...
+    def open_stream(
+        self, sink: ResponseSink, ex: ExchangeView, expect_no_body: bool, complete: bool
+    ) -> UpstreamStream: ...
+
 
 BUFFER_HIGH = 65536
 """Body bytes held while the connection is not ready; above this the client is paused."""
@@ -96,7 +121,7 @@ class UpstreamRequest:
         self.host = host
         self.pool = pool
         self.framing = ex.req_framing
-        self.conn: UpstreamConnection | None = None
+        self.conn: UpstreamStream | None = None
         self.pending = pending
         self.pending_size = size
         self.alive = True
@@ -122,18 +147,18 @@ class UpstreamRequest:
             self.ex.attempt_failed(self, "timeout")
 
     # -- connection (PoolWaiter) -----------------------------------------------------------
-    def on_connection(self, conn: UpstreamConnection) -> None:  # or an HTTP/2 connection
+    def on_connection(self, conn: UpstreamLink) -> None:
         try:
             self._on_connection(conn)
         except Exception as fault:  # called from the pool's connect task too
             self._release(False)
             self.down.internal_error(fault, "request path")
 
-    def _on_connection(self, conn: UpstreamConnection) -> None:
+    def _on_connection(self, conn: UpstreamLink) -> None:
         if not self.alive or self.conn is not None:
             conn.pool.release(conn)
             return
-        self.conn = conn
+        self.conn = cast(UpstreamStream, conn)  # until ``open_stream`` returns the stream
         if self.down.write_paused:
             conn.pause_reading()  # the client is not reading: neither does this response
         ex = self.ex

@@ -33,6 +33,7 @@ from gateway_core.server.admin_auth import AdminAuth, auth_middleware
 from gateway_core.server.dashboard import add_dashboard_routes
 from gateway_core.server.dump import cluster_state_dump, snapshot_dump
 from gateway_core.server.state import GatewayRuntime
+from gateway_core.utils import native
 
 RUNTIME = web.AppKey("runtime", GatewayRuntime)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
@@ -96,6 +97,7 @@ async def _config_dump(request: web.Request) -> web.Response:
     body = snapshot_dump(runtime.snapshot)
     body["last_reload_error"] = runtime.last_error or None
     body["jwks"] = runtime.jwt_keys.dump()
+    body["runtime"] = native.status()
     return _json(request, body)
 
 

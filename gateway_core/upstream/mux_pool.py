@@ -14,8 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
+from gateway_core.upstream.client_tls import ClientTlsSlot
 from gateway_core.upstream.connector import PooledConnection
-from gateway_core.upstream.pool import HostPool, Overflow, PoolWaiter
+from gateway_core.upstream.host import Host
+from gateway_core.upstream.pool import HostPool, Overflow, PoolGroup, PoolWaiter
 
 CONNECTING_CAPACITY = 100
 """Streams a connection still connecting is expected to take (the usual
@@ -33,8 +35,16 @@ class MuxConnection(PooledConnection, Protocol):
 class MuxHostPool(HostPool[MuxConnection]):
     __slots__ = ("max_streams", "ready")
 
-    def __init__(self, *args: object, max_streams: int, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        group: PoolGroup[MuxConnection],
+        host: Host,
+        tls: ClientTlsSlot | None,
+        server_hostname: str | None,
+        *,
+        max_streams: int,
+    ) -> None:
+        super().__init__(group, host, tls, server_hostname)
         self.ready: list[MuxConnection] = []
         """Open connections that take new streams (in the order they were opened)."""
         self.max_streams = max_streams

@@ -22,8 +22,8 @@ from gateway_core.snapshot import PoolLimits
 from gateway_core.upstream.client_tls import ClientTlsSlot
 from gateway_core.upstream.connector import C, Connector
 from gateway_core.upstream.host import Host, HostKey
-from gateway_core.upstream.mux_pool import MuxHostPool
-from gateway_core.upstream.pool import HostPool, PoolEvents
+from gateway_core.upstream.mux_pool import MuxConnection, MuxHostPool
+from gateway_core.upstream.pool import HostPool, PoolEvents, PoolGroup
 from gateway_core.upstream.resources import ResourceManager
 from gateway_core.utils.clock import Scheduler, Timer
 
@@ -109,7 +109,8 @@ class ClusterPools(Generic[C]):
     def _new_pool(self, host: Host, sni: str | None) -> HostPool[C]:
         if self.max_streams is None:
             return HostPool(self, host, self.tls, sni)
-        pool = MuxHostPool(self, host, self.tls, sni, max_streams=self.max_streams)
+        group = cast(PoolGroup[MuxConnection], self)  # a multiplexed pool map holds MuxConnection
+        pool = MuxHostPool(group, host, self.tls, sni, max_streams=self.max_streams)
         return cast(HostPool[C], pool)
 
     def _drop(self, pool: HostPool[C], reason: str) -> None:

@@ -39,6 +39,9 @@ def main() -> int:
     from gateway_core.tls.groups import GROUPS_STATUS
 
     print(f"preflight: {GROUPS_STATUS}")
+    from gateway_core.utils import native
+
+    print(f"preflight: {native.describe()}")
     return 0
 
 

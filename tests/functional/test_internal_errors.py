@@ -1,6 +1,8 @@
 """Functional: a bug in the gateway's own code is the gateway's fault (issue 9, defect 2).
 
-A fault is injected into the request path of an in-process gateway (a function it calls raises).
+A fault is injected into the request path of an in-process gateway (a method of its cluster
+object, which the request path calls, raises: that seam exists whether the request path runs
+compiled or as Python).
 The client gets 500 (or, once the response started, a cut connection); the error is logged with
 its traceback and counted as ``gateway_internal_errors_total``; it is never blamed on the client
 (no 400, no protocol-error metric) nor on the upstream host (no retry, no 5xx, no ejection).
@@ -16,8 +18,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway_core.proxy import messages
 from gateway_core.proxy.upstream_request import UpstreamRequest
+from gateway_core.upstream.cluster import Cluster
 from tests.conftest import free_port
 from tests.functional.support import (
     RawRequest,
@@ -29,7 +31,7 @@ from tests.functional.support import (
     read_response,
     send_raw,
 )
-from tests.helpers import GatewayHarness
+from tests.helpers import GatewayHarness, needs_python_sources
 
 RULES = """\
   - route: [{destination: {host: up.svc}}]
@@ -85,15 +87,15 @@ async def start(gateway: Callable[..., Any], upstream_port: int) -> tuple[int, G
 async def test_fault_in_request_path_is_500_not_400(
     gateway: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A bug while routing a request (the upstream head cannot be built) answers 500 and
+    """A bug while routing a request (its connection pool cannot be looked up) answers 500 and
     closes; nothing reaches the upstream; the request's circuit-breaker slot is given back."""
 
-    def planted(*args: object, **kwargs: object) -> bytes:
+    def planted(*args: object, **kwargs: object) -> None:
         raise Injected("planted")
 
     async with capture_upstream() as up:
         port, harness = await start(gateway, up.port)
-        monkeypatch.setattr(messages, "request_head", planted)
+        monkeypatch.setattr(Cluster, "pool_for", planted)
         (resp,), closed = await send_raw(port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
         assert resp.status == 500
         assert closed
@@ -113,7 +115,7 @@ async def test_fault_in_response_path_is_500_and_host_not_charged(
     async with capture_upstream() as up:
         port, harness = await start(gateway, up.port)
         with monkeypatch.context() as patch:
-            patch.setattr(messages, "response_headers", planted)
+            patch.setattr(Cluster, "record_status", planted)
             (resp,), closed = await send_raw(port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
         assert resp.status == 500
         assert closed
@@ -134,6 +136,7 @@ async def test_fault_after_response_started_cuts_the_response(
 ) -> None:
     """A bug while streaming a response body, after its head went out, cuts the client
     connection (the response is visibly truncated); still the gateway's fault only."""
+    needs_python_sources(UpstreamRequest)
     second_chunk = asyncio.Event()
 
     async def respond(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
@@ -170,16 +173,19 @@ async def test_fault_in_a_pipelined_request_keeps_earlier_answers(
 ) -> None:
     """Three pipelined requests, a planted bug in the second one's routing: the first is
     answered normally, then 500 and close; the third never reaches the upstream."""
-    original = messages.request_head
+    original = Cluster.pool_for
+    calls = 0
 
-    def planted(req: Any, *args: Any, **kwargs: Any) -> bytes:
-        if req.path == b"/bad":
+    def planted(self: Cluster, *args: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # the second request's
             raise Injected("planted")
-        return original(req, *args, **kwargs)
+        return original(self, *args)
 
     async with capture_upstream() as up:
         port, harness = await start(gateway, up.port)
-        monkeypatch.setattr(messages, "request_head", planted)
+        monkeypatch.setattr(Cluster, "pool_for", planted)
         data = b"".join(
             b"GET /%s HTTP/1.1\r\nHost: h\r\n\r\n" % p for p in (b"good", b"bad", b"late")
         )

@@ -25,6 +25,7 @@ from tests.gateway_core.proxy.fakes import (
     FakeRuntime,
     FakeTransport,
 )
+from tests.helpers import needs_python_sources
 
 CONFIG = """\
 apiVersion: networking.istio.io/v1
@@ -226,6 +227,7 @@ def test_bug_in_the_request_path_is_500_not_400(
     def planted(self: Exchange) -> None:
         raise RuntimeError("planted")
 
+    needs_python_sources(Exchange)
     c = Client(snapshot)
     monkeypatch.setattr(Exchange, "begin", planted)
     c.send(get(b"/fast") + get(b"/fast"))
