@@ -47,7 +47,9 @@ async def test_mutating_calls_need_the_token_even_on_loopback(
     open; the right token reloads and drains."""
     token = _token_file(tmp_path, "correct-horse")
     harness: GatewayHarness = await gateway(
-        config(free_port(), RULES, {}), admin_token_file=str(token)
+        config(free_port(), RULES, {}),
+        admin_token_file=str(token),
+        admin_allow_unauthenticated_loopback=False,
     )
     admin = harness.admin
     for path in ("/ready", "/healthz", "/config_dump", "/stats/prometheus"):
@@ -88,7 +90,9 @@ async def test_loopback_flag_admits_local_callers_without_a_token(
     open_gw: GatewayHarness = await gateway(
         config(free_port(), RULES, {}), admin_allow_unauthenticated_loopback=True
     )
-    closed_gw: GatewayHarness = await gateway(config(free_port(), RULES, {}))
+    closed_gw: GatewayHarness = await gateway(
+        config(free_port(), RULES, {}), admin_allow_unauthenticated_loopback=False
+    )
     assert (await _call("POST", open_gw.admin + "/reload"))[0] == 200
     assert (await _call("POST", closed_gw.admin + "/reload"))[0] == 401
 
