@@ -107,7 +107,8 @@ def test_the_pure_python_switch_imports_sources_and_says_so() -> None:
     )
     assert files.strip() == "['py']"
     default = _run("-m", "gateway_core.utils.preflight", pure=False)
-    assert native.describe() in default
+    status = _run("-m", "gateway_core.utils.native", "status", pure=False).strip()
+    assert status.startswith("request path ") and status in default
 
 
 async def test_config_dump_reports_the_build(tmp_path: Path) -> None:
