@@ -23,6 +23,10 @@ class GatewaySettings:
     bind_address: str = "0.0.0.0"
     cert_dir: str = "certs/lab"
     labels: dict[str, str] = field(default_factory=dict)
+    workload_name: str = ""
+    """This gateway's workload in Istio's metrics (``source_workload``); '' = <tier>-gateway."""
+    namespace: str = ""
+    """This gateway's namespace in Istio's metrics (``source_workload_namespace``)."""
     access_log: str = "-"
     xff_trusted_hops: int = 0
     """Trust X-Forwarded-* from this many proxies in front (Tier-2 behind Tier-1: 1)."""

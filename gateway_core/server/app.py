@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway_core.config.diagnostics import Severity
 from gateway_core.observability.access_log import AccessLog
+from gateway_core.observability.istio_metrics import SourceInfo
 from gateway_core.observability.metrics import GatewayMetrics
 from gateway_core.pipeline import build_snapshot
 from gateway_core.proxy.h2_upstream import H2UpstreamConnection
@@ -46,7 +47,16 @@ class Gateway:
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
         self.registry = CollectorRegistry()
-        self.metrics = GatewayMetrics(self.registry, settings.tier)
+        self.metrics = GatewayMetrics(
+            self.registry,
+            settings.tier,
+            source=SourceInfo(
+                workload=settings.workload_name or f"{settings.tier}-gateway",
+                namespace=settings.namespace,
+                cluster=settings.cluster_name,
+                labels=settings.labels,
+            ),
+        )
         rng = random.Random(settings.rng_seed)
         self.clock = MonotonicClock()
         self.tls_store = ClientContextStore()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway_core.observability.access_log import AccessLog
 from gateway_core.observability.metrics import ClusterSample, GatewayMetrics
+from gateway_core.proxy.grpc import grpc_status_for, is_grpc
 from gateway_core.settings import GatewaySettings
 from gateway_core.snapshot import NodeInfo, Snapshot
 from gateway_core.upstream.cluster import Cluster
@@ -74,6 +75,7 @@ class GatewayRuntime:
         self.clusters = new_clusters
         self.cluster_manager.publish(new_clusters)
         self.metrics.config_version = snapshot.version
+        self.metrics.istio.reset_destinations()
         for warning in snapshot.warnings:
             _log.warning("%s", warning)
 
@@ -82,6 +84,8 @@ class GatewayRuntime:
         duration = now - ex.start
         flags = [f.value for f in ex.flags] if ex.flags else _NO_FLAGS
         self.metrics.record_request(ex.status, duration, flags)
+        flags_text = ",".join(flags) or "-"
+        self._record_istio(ex, duration, flags_text)
         log = self.access_log
         if log.enabled:
             req = ex.req
@@ -91,7 +95,7 @@ class GatewayRuntime:
                 authority=req.authority,
                 path=req.target,
                 status=ex.status,
-                flags=",".join(flags) or "-",
+                flags=flags_text,
                 duration=duration,
                 upstream_host=host.label if host is not None else "-",
                 cluster=ex.target.cluster if ex.target is not None else "-",
@@ -102,6 +106,30 @@ class GatewayRuntime:
                 request_id=ex.request_id or b"-",
                 client=req.source_ip,
             )
+
+    def _record_istio(self, ex: ExchangeOutcome, duration: float, flags: str) -> None:
+        istio = self.metrics.istio
+        cluster = ex.cluster
+        dest = istio.destination(cluster.spec if cluster is not None else None, ex.host)
+        status = ex.status
+        if is_grpc(ex.req):
+            code = ex.grpc_status
+            if code is None:  # no grpc-status: Envoy infers it from the HTTP status
+                code = b"%d" % grpc_status_for(status, None)
+            istio.record_request(
+                dest, "grpc", status, code, flags, duration * 1000.0, ex.bytes_received,
+                ex.bytes_sent,
+            )  # fmt: skip
+        else:
+            istio.record_request(
+                dest, "http", status, None, flags, duration * 1000.0, ex.bytes_received,
+                ex.bytes_sent,
+            )  # fmt: skip
+        if status == 101 and ex.upgrade:  # a WebSocket tunnel closed
+            tunnel = istio.tunnel_series(dest)
+            tunnel.closed += 1
+            tunnel.sent += ex.bytes_sent
+            tunnel.received += ex.bytes_received
 
     def cluster_samples(self) -> list[ClusterSample]:
         out = []
