@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
+from gateway_core.proxy.grpc import grpc_status_for
+
 if TYPE_CHECKING:
     from gateway_core.snapshot import ClusterSpec
     from gateway_core.upstream.host import Host
@@ -79,6 +81,19 @@ CANONICAL_NAME = ("service.istio.io/canonical-name", "app.kubernetes.io/name", "
 CANONICAL_REVISION = ("service.istio.io/canonical-revision", "app.kubernetes.io/version", "version")
 CLUSTER_LABEL = "topology.istio.io/cluster"
 _MAX_DESTINATIONS = 4096
+
+
+_GRPC_CODES = {b"%d" % code: b"%d" % code for code in range(17)}
+_GRPC_UNKNOWN = b"2"
+
+
+def grpc_status_label(value: bytes | None, http_status: int) -> bytes:
+    """``grpc_response_status`` of a gRPC request: the response's ``grpc-status`` when it is one
+    of gRPC's codes 0-16, UNKNOWN for anything else an upstream sent (so it cannot grow the
+    label's values), and when there was none, the code Envoy infers from the HTTP status."""
+    if value is None:
+        return b"%d" % grpc_status_for(http_status, None)
+    return _GRPC_CODES.get(value, _GRPC_UNKNOWN)
 
 
 def _first(labels: Mapping[str, str], keys: tuple[str, ...], default: str) -> str:

@@ -13,8 +13,9 @@ import random
 from typing import TYPE_CHECKING, Any
 
 from gateway_core.observability.access_log import AccessLog
+from gateway_core.observability.istio_metrics import grpc_status_label
 from gateway_core.observability.metrics import ClusterSample, GatewayMetrics
-from gateway_core.proxy.grpc import grpc_status_for, is_grpc
+from gateway_core.proxy.grpc import is_grpc
 from gateway_core.settings import GatewaySettings
 from gateway_core.snapshot import NodeInfo, Snapshot
 from gateway_core.upstream.cluster import Cluster
@@ -113,9 +114,7 @@ class GatewayRuntime:
         dest = istio.destination(cluster.spec if cluster is not None else None, ex.host)
         status = ex.status
         if is_grpc(ex.req):
-            code = ex.grpc_status
-            if code is None:  # no grpc-status: Envoy infers it from the HTTP status
-                code = b"%d" % grpc_status_for(status, None)
+            code = grpc_status_label(ex.grpc_status, status)
             istio.record_request(
                 dest, "grpc", status, code, flags, duration * 1000.0, ex.bytes_received,
                 ex.bytes_sent,

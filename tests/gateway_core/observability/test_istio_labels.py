@@ -14,6 +14,7 @@ from gateway_core.observability.istio_metrics import (
     IstioMetrics,
     SourceInfo,
     destination_values,
+    grpc_status_label,
 )
 from gateway_core.observability.metrics import GatewayMetrics
 from gateway_core.pipeline import build_snapshot
@@ -144,3 +145,14 @@ def test_series_survive_a_reload_and_unknown_destinations_share_one() -> None:
         and s.labels["destination_cluster"] == "cluster-1"
     ]
     assert ("5.0", 1.0) in durations and ("1000.0", 2.0) in durations
+
+
+def test_grpc_status_values_are_bounded() -> None:
+    """A grpc-status from the upstream becomes a label only when it is one of gRPC's codes;
+    without one the HTTP status decides, as in Envoy."""
+    assert grpc_status_label(b"5", 200) == b"5"
+    assert grpc_status_label(b"16", 200) == b"16"
+    assert grpc_status_label(b"99", 200) == b"2"
+    assert grpc_status_label(b"x" * 40, 200) == b"2"
+    assert grpc_status_label(None, 503) == b"14"  # UNAVAILABLE
+    assert grpc_status_label(None, 404) == b"12"  # UNIMPLEMENTED
