@@ -109,6 +109,8 @@ class GatewayRuntime:
             )
 
     def _record_istio(self, ex: ExchangeOutcome, duration: float, flags: str) -> None:
+        if ex.req.path == self.health_path:
+            return  # readiness probes are not traffic (Istio answers them on port 15021)
         istio = self.metrics.istio
         cluster = ex.cluster
         dest = istio.destination(cluster.spec if cluster is not None else None, ex.host)

@@ -128,6 +128,7 @@ async def test_names_types_labels_and_values_as_istio_reports_them(
         resp = await get(port, "/", host="app.example.com", headers={"x-cluster-selector": "east"})
         assert resp.status == 200
     assert (await get(port, "/secret-path-x1", host="nobody.invalid")).status == 404
+    assert (await get(port, "/healthz/ready", host="app.example.com")).status == 200  # no traffic
     async with (
         aiohttp.ClientSession() as session,
         session.ws_connect(
