@@ -387,7 +387,8 @@ build_prometheus_image() {
     }
     with_progress "docker build (prometheus)" "$WORK/build-prometheus.log" build_prometheus ||
         { tail -40 "$WORK/build-prometheus.log"; fail "docker build of the Prometheus image failed"; }
-    log "image built: $(grep -m 1 -o 'prometheus, version [^ ]*' "$WORK/build-prometheus.log" || echo prometheus)"
+    log "image built: $(timeout 60 docker run --rm --entrypoint /usr/bin/prometheus "$PROMETHEUS_IMAGE" \
+        --version 2>&1 | head -n 1)"
 }
 
 # ---- 4. up and readiness ----------------------------------------------------------------------
