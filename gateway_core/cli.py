@@ -199,6 +199,12 @@ def _config_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
         metavar="KEY=VALUE",
         help="labels of this gateway (failoverPriority, sourceLabels, policy selectors)",
     )
+    p.add_argument(
+        "--workload-name",
+        default="",
+        help="this gateway's workload (Deployment) name in Istio metrics (default <tier>-gateway)",
+    )
+    p.add_argument("--namespace", default="", help="this gateway's namespace in Istio metrics")
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -218,6 +224,8 @@ def _settings(args: argparse.Namespace, role: RoleDefaults) -> GatewaySettings:
         bind_address=args.bind_address,
         cert_dir=args.cert_dir,
         labels=labels,
+        workload_name=args.workload_name,
+        namespace=args.namespace,
         xff_trusted_hops=role.xff_trusted_hops,
         spillover=role.spillover,
     )

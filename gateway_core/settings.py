@@ -30,6 +30,10 @@ class GatewaySettings:
     bind_address: str = "0.0.0.0"
     cert_dir: str = "certs/lab"
     labels: dict[str, str] = field(default_factory=dict)
+    workload_name: str = ""
+    """This gateway's workload in Istio's metrics (``source_workload``); '' = <tier>-gateway."""
+    namespace: str = ""
+    """This gateway's namespace in Istio's metrics (``source_workload_namespace``)."""
     access_log: str = "-"
     access_log_format: str = "json"
     """``json`` or ``text`` (Istio's default Envoy text format)."""

@@ -250,6 +250,9 @@ class ClusterSpec:
     protocol: UpstreamProtocol = UpstreamProtocol.HTTP1
     max_concurrent_streams: int = UNLIMITED
     """Streams one HTTP/2 connection carries at once (also bounded by the host's SETTINGS)."""
+    service_entry: tuple[str, str] | None = None
+    """``(namespace, name)`` of the ServiceEntry that defines ``service_host``, if any (Istio's
+    workload and service namespace in the standard metrics' destination labels)."""
 
 
 class ListenerProtocol(StrEnum):

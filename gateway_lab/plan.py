@@ -110,6 +110,7 @@ def gateway_spec(
         *("--cert-dir", str(workdir.certs)),
         *("--dns-server", f"{topology.dns_listen[0]}:{topology.dns_listen[1]}"),
         *("--access-log", str(workdir.logs / f"{gw.name}.access.log")),
+        *("--workload-name", gw.name),  # source_workload in Istio's metrics
     ]
     if gw.cluster:
         argv += ["--cluster-name", gw.cluster]

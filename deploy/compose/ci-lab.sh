@@ -3,14 +3,16 @@
 #
 #   1. installs docker.io and docker-compose from Debian if missing, starts dockerd if none runs
 #   2. builds the base image with debootstrap (no registry), cached by tag across runs
-#   3. builds the wheelhouse on the host and the project image from it (pip --no-index)
-#   4. brings the lab up and waits until every container is healthy
+#   3. builds the wheelhouse on the host and the project image from it (pip --no-index), and
+#      the Prometheus image (Debian's prometheus package on the same base)
+#   4. brings the lab up with the `prometheus` profile and waits until every container is healthy
 #   5. the curl scenario: X-CLUSTER-SELECTOR routing to each cluster, cluster-1's page
 #      (productpage only), weighted split, /user, HTTPS through Tier-1 with the lab CA as
 #      issuer, 301 from a Tier-2's HTTP listener
 #   6. scales cluster-2's helloworld-v1 pods from 2 to 3 and waits for the new pod to answer
 #      through Tier-1 (the Tier-2 gateway re-resolves the DNS name)
-#   7. tears the lab down with `down -v`, also on failure
+#   7. asks Prometheus for Tier-1's requests by destination_cluster: all three clusters appear
+#   8. tears the lab down with `down -v`, also on failure
 #
 # Exit status: 0 passed; 1 failed (a build, a container or a check); 3 skipped: no Docker engine
 # could be started on this machine. Failing containers are failures, never a skip.
@@ -19,7 +21,7 @@
 # script runs the same from a terminal, from a pipe and from CI.
 #
 # Environment (all optional): BASE_IMAGE (default gateway-base:bookworm, built here),
-# GATEWAY_IMAGE, DEBIAN_MIRROR, PYTHON (host Python 3.11 for the wheelhouse), LAB_PROJECT,
+# GATEWAY_IMAGE, PROMETHEUS_IMAGE, DEBIAN_MIRROR, PYTHON (host Python 3.11 for the wheelhouse), LAB_PROJECT,
 # LAB_*_PORT (published ports, see docker-compose.yml), LAB_READY_TIMEOUT, LAB_ROUTE_TIMEOUT,
 # LAB_DNS_TIMEOUT (seconds), LAB_KEEP_DOCKERD=1 (leave a dockerd started here running).
 set -euo pipefail
@@ -38,6 +40,7 @@ BASE_IMAGE="${BASE_IMAGE:-gateway-base:bookworm}"
 BASE_PACKAGES="python3,python3-venv,ca-certificates,curl"
 BASE_LABEL="org.multicluster-gateway.base"
 GATEWAY_IMAGE="${GATEWAY_IMAGE:-multicluster-gateway:lab}"
+PROMETHEUS_IMAGE="${PROMETHEUS_IMAGE:-multicluster-gateway-prometheus:lab}"
 READY_TIMEOUT="${LAB_READY_TIMEOUT:-240}"
 ROUTE_TIMEOUT="${LAB_ROUTE_TIMEOUT:-90}"
 # The Tier-2 gateway re-resolves a name after its TTL clamped to [5 s, 300 s] (ClusterSpec
@@ -61,7 +64,10 @@ export LAB_CLUSTER3_HTTP_PORT="${LAB_CLUSTER3_HTTP_PORT:-28083}"
 export LAB_CLUSTER1_ADMIN_PORT="${LAB_CLUSTER1_ADMIN_PORT:-25001}"
 export LAB_CLUSTER2_ADMIN_PORT="${LAB_CLUSTER2_ADMIN_PORT:-25002}"
 export LAB_CLUSTER3_ADMIN_PORT="${LAB_CLUSTER3_ADMIN_PORT:-25003}"
-export GATEWAY_IMAGE
+export LAB_PROMETHEUS_PORT="${LAB_PROMETHEUS_PORT:-29090}"
+export GATEWAY_IMAGE PROMETHEUS_IMAGE
+# The optional Prometheus service runs too (its profile), and is checked like the rest.
+export COMPOSE_PROFILES=prometheus
 # The classic builder: it needs no buildx plugin and never contacts a registry for a local base.
 export DOCKER_BUILDKIT=0 COMPOSE_DOCKER_CLI_BUILD=0
 
@@ -372,6 +378,19 @@ build_image() {
     log "image built: $steps steps, $cached from the layer cache"
 }
 
+build_prometheus_image() {
+    log "building $PROMETHEUS_IMAGE (Debian's prometheus package on $BASE_IMAGE)"
+    build_prometheus() {
+        tar -C "$ROOT" -c deploy/compose/prometheus |
+            timeout 900 docker build -f deploy/compose/prometheus/Dockerfile \
+                --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$PROMETHEUS_IMAGE" -
+    }
+    with_progress "docker build (prometheus)" "$WORK/build-prometheus.log" build_prometheus ||
+        { tail -40 "$WORK/build-prometheus.log"; fail "docker build of the Prometheus image failed"; }
+    log "image built: $(timeout 60 docker run --rm --entrypoint /usr/bin/prometheus "$PROMETHEUS_IMAGE" \
+        --version 2>&1 | head -n 1)"
+}
+
 # ---- 4. up and readiness ----------------------------------------------------------------------
 
 yaml_python() {
@@ -528,6 +547,18 @@ run_scenario() {
     indent <"$WORK/last.out"
 }
 
+check_prometheus() {
+    local url="http://127.0.0.1:$LAB_PROMETHEUS_PORT/api/v1/query" out
+    out="$(curl -sS -f -m 5 -G "$url" \
+        --data-urlencode 'query=sum by (destination_cluster) (istio_requests_total{job="tier1"})')" ||
+        return 1
+    echo "$out"
+    "$(host_python)" -c 'import json, sys
+result = json.loads(sys.argv[1])["data"]["result"]
+clusters = {r["metric"].get("destination_cluster") for r in result}
+sys.exit(not {"cluster-1", "cluster-2", "cluster-3"} <= clusters)' "$out"
+}
+
 # ---- 6. scaling -------------------------------------------------------------------------------
 
 hello_instances() {
@@ -610,6 +641,7 @@ main() {
     build_base_image
     build_wheelhouse
     build_image
+    build_prometheus_image
     log "images ready in $((SECONDS - t))s"
 
     with_progress "removing a previous run's lab" "$WORK/down-before.log" \
@@ -627,6 +659,8 @@ main() {
     scale_up
     run_scenario
     await_new_pod
+    retry 60 "Prometheus (127.0.0.1:$LAB_PROMETHEUS_PORT) has Tier-1's requests by destination_cluster for all three clusters" \
+        check_prometheus
     final_health
 }
 

@@ -156,7 +156,13 @@ def build_cluster(
         spillover=ext_spec.spillover.enabled
         if ext_spec is not None and ext_spec.spillover is not None
         else node.spillover,
+        service_entry=_service_entry_ref(host, index),
     )
+
+
+def _service_entry_ref(host: str, index: ConfigIndex) -> tuple[str, str] | None:
+    se = index.service(host)
+    return (se.namespace, se.name) if se is not None else None
 
 
 def _port_protocol(host: str, port: int, index: ConfigIndex) -> str | None:

@@ -27,6 +27,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from gateway_core.observability.authz_metrics import AuthzCollector, AuthzCounters
+from gateway_core.observability.istio_metrics import IstioMetrics, SourceInfo
 
 FOLD_EVERY = 256
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -78,9 +79,15 @@ class ClusterSample:
 
 class GatewayMetrics:
     def __init__(
-        self, registry: CollectorRegistry, tier: str, wall_clock: Callable[[], float] = time.time
+        self,
+        registry: CollectorRegistry,
+        tier: str,
+        wall_clock: Callable[[], float] = time.time,
+        source: SourceInfo | None = None,
     ) -> None:
         self.tier = tier
+        self.istio = IstioMetrics(source or SourceInfo(workload=f"{tier}-gateway"))
+        """Istio's standard metrics (``istio_requests_total``, ...)."""
         self.wall_clock = wall_clock
         self.downstream_rq: dict[str, int] = {"1xx": 0, "2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0}
         self.downstream_rq_time = Histogram()
@@ -225,6 +232,7 @@ class _Collector(Collector):
         yield from _access_log_families(tier, *m.access_log_losses())
         yield from _rate_limit_families(tier, list(m.rate_limits()))
         yield from _cluster_families(tier, list(m.clusters_source()))
+        yield from m.istio.collect()
 
 
 def _access_log_families(tier: str, dropped: int, errors: int) -> Iterator[Metric]:

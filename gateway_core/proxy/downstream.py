@@ -172,7 +172,7 @@ class DownstreamProtocol(ClientConnection):
         ex = self.parsing
         if ex is not None and ex.upgrade and not ex.finished:
             # WebSocket: bytes after the request head belong to the tunnel once it opens.
-            self.tunnel = ClientTunnelBuffer(self, rest)
+            self.tunnel = ClientTunnelBuffer(self, rest, ex)
             return
         self._backlog = rest  # a refused upgrade (h2c, HTTP/1.0): more requests may follow
 

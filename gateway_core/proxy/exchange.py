@@ -63,6 +63,7 @@ class Exchange:
         "entry",
         "finished",
         "flags",
+        "grpc_status",
         "h2_up",
         "hash_cookie",
         "head",
@@ -98,6 +99,8 @@ class Exchange:
     hash_cookie: bytes | None
     cors_origin: bytes | None
     auth: RequestAuth | None
+    grpc_status: bytes | None
+    """The response's ``grpc-status`` (trailers, or the head of a trailers-only response)."""
     flags: tuple[ResponseFlag, ...]
     _deadline: asyncio.TimerHandle | None
     wait: asyncio.TimerHandle | None
@@ -119,7 +122,7 @@ class Exchange:
         self.cluster_map = _NO_CLUSTERS
         self.entry = self.match = self.target = self.cluster = self.host = self.upstream = None
         self.sticky_cookie = self.hash_cookie = self.cors_origin = self._deadline = None
-        self.wait = self.req_trailers = self.auth = None
+        self.wait = self.req_trailers = self.auth = self.grpc_status = None
         self.head = self.authority = self.request_id = self.trace_id = self.hops = b""
         self.retry = RetryState(req_framing != "none")
 
@@ -309,14 +312,21 @@ class Exchange:
         ):
             return  # the response is drained, then ``attempt_complete`` retries
         self.status = status
+        if framing == "none":  # a trailers-only gRPC response carries its status in the head
+            self.grpc_status = grpc.status_field(headers)
         if self.hash_cookie is None and self.sticky_cookie is None and self.cors_origin is None:
             ureq.start_response(status, headers, framing, [])
         else:
             ureq.start_response(status, headers, framing, self._response_extra([]))
         self.response_started = True  # only now: a bug above is still answered 500
+        if status == 101:  # a WebSocket tunnel opens (Istio's TCP metrics)
+            metrics = down.runtime.metrics.istio
+            metrics.tunnel_series(metrics.destination(cluster.spec, host)).opened += 1
 
     def attempt_complete(self, ureq: UpstreamRequest) -> None:
         self.upstream = None
+        if ureq.trailers:
+            self.grpc_status = grpc.status_field(ureq.trailers)
         if not ureq.streaming:
             self._retry()
             return
@@ -423,6 +433,7 @@ class Exchange:
         if (status >= 400 or grpc_status is not None) and grpc.is_grpc(self.req):
             # A trailers-only gRPC error: gRPC clients read grpc-status, not HTTP statuses.
             extra = (extra or []) + grpc.trailers_only(status, flag, body, grpc_status)
+            self.grpc_status = grpc.status_field(extra)
             status, body = 200, b""
         self.status = status
         self.response_started = True

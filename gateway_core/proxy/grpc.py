@@ -73,6 +73,14 @@ def trailers_only(
     return fields
 
 
+def status_field(fields: HeaderList) -> bytes | None:
+    """The ``grpc-status`` value among response header or trailer fields, if any."""
+    for name, value in fields:
+        if name == b"grpc-status":
+            return value
+    return None
+
+
 def parse_timeout(value: bytes | None) -> float | None:
     """``grpc-timeout``: at most 8 digits and a unit (H, M, S, m, u, n); None when absent or
     malformed (a malformed value is ignored, as Envoy does)."""

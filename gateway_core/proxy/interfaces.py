@@ -145,6 +145,8 @@ class ClientExchange(ExchangeView, ExchangeOutcome, Protocol):
     activity: float
     """Loop time of the last activity either way (``stream_idle_timeout``)."""
     req_trailers: HeaderList | None
+    bytes_received: int
+    """Request body bytes, and a tunnel's bytes from the client."""
 
     @property
     def client_keep_alive(self) -> bool: ...

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from gateway_core.proxy.interfaces import Downstream
+    from gateway_core.proxy.interfaces import ClientExchange, Downstream
     from gateway_core.proxy.upstream_conn import UpstreamConnection
 
 _HOLD_LIMIT = 65536
@@ -21,15 +21,19 @@ _HOLD_LIMIT = 65536
 class ClientTunnelBuffer:
     """Client bytes that follow an Upgrade request, held until the upstream agrees (101)."""
 
-    __slots__ = ("down", "held", "size", "upstream")
+    __slots__ = ("down", "ex", "held", "size", "upstream")
 
-    def __init__(self, down: Downstream, rest: bytes) -> None:
+    def __init__(self, down: Downstream, rest: bytes, ex: ClientExchange) -> None:
         self.down = down
+        self.ex = ex
+        """The exchange that asked for the upgrade: it counts the client's tunnel bytes."""
         self.held: list[bytes] = [rest] if rest else []
         self.size = len(rest)
+        ex.bytes_received += len(rest)
         self.upstream: UpstreamConnection | None = None
 
     def from_client(self, data: bytes) -> None:
+        self.ex.bytes_received += len(data)
         if self.upstream is not None:
             self.upstream.write(data)
             return

@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway_core.config.diagnostics import Severity
 from gateway_core.observability.access_log import AccessLog
+from gateway_core.observability.istio_metrics import SourceInfo
 from gateway_core.observability.metrics import GatewayMetrics
 from gateway_core.pipeline import build_snapshot
 from gateway_core.proxy.h2_upstream import H2UpstreamConnection
@@ -54,7 +55,17 @@ class Gateway:
         """``wall_clock``: seconds since the epoch (certificate expiry, JWT ``exp``/``nbf``)."""
         self.settings = settings
         self.registry = CollectorRegistry()
-        self.metrics = GatewayMetrics(self.registry, settings.tier, wall_clock)
+        self.metrics = GatewayMetrics(
+            self.registry,
+            settings.tier,
+            wall_clock,
+            source=SourceInfo(
+                workload=settings.workload_name or f"{settings.tier}-gateway",
+                namespace=settings.namespace,
+                cluster=settings.cluster_name,
+                labels=settings.labels,
+            ),
+        )
         rng = random.Random(settings.rng_seed)
         self.clock = MonotonicClock()
         self.tls_store = ClientContextStore()

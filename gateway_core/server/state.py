@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gateway_core.observability.access_log import AccessLog
+from gateway_core.observability.istio_metrics import grpc_status_label
 from gateway_core.observability.metrics import ClusterSample, GatewayMetrics
+from gateway_core.proxy.grpc import is_grpc
 from gateway_core.proxy.token_bucket import Limiter, RateLimits
 from gateway_core.routing.ratelimit import RateLimitSpec
 from gateway_core.security.jwks_store import JwksStore, jwks_uris
@@ -115,6 +117,7 @@ class GatewayRuntime:
         self.rate_limits = rate_limits
         self.cluster_manager.publish(new_clusters)
         self.metrics.config_version = snapshot.version
+        self.metrics.istio.reset_destinations()
         for warning in snapshot.warnings:
             _log.warning("%s", warning)
 
@@ -138,6 +141,8 @@ class GatewayRuntime:
                     entry.name if entry is not None else None,
                 )
             )
+        flags_text = ",".join(flags) or "-"
+        self._record_istio(ex, duration, flags_text)
         log = self.access_log
         if log.enabled:
             req = ex.req
@@ -147,7 +152,7 @@ class GatewayRuntime:
                 authority=req.authority,
                 path=req.target,
                 status=ex.status,
-                flags=",".join(flags) or "-",
+                flags=flags_text,
                 duration=duration,
                 upstream_host=host.label if host is not None else "-",
                 cluster=ex.target.cluster if ex.target is not None else "-",
@@ -173,6 +178,30 @@ class GatewayRuntime:
             error=error,
             changed=changed,
         )
+
+    def _record_istio(self, ex: ExchangeOutcome, duration: float, flags: str) -> None:
+        if ex.req.path == self.health_path:
+            return  # readiness probes are not traffic (Istio answers them on port 15021)
+        istio = self.metrics.istio
+        cluster = ex.cluster
+        dest = istio.destination(cluster.spec if cluster is not None else None, ex.host)
+        status = ex.status
+        if is_grpc(ex.req):
+            code = grpc_status_label(ex.grpc_status, status)
+            istio.record_request(
+                dest, "grpc", status, code, flags, duration * 1000.0, ex.bytes_received,
+                ex.bytes_sent,
+            )  # fmt: skip
+        else:
+            istio.record_request(
+                dest, "http", status, None, flags, duration * 1000.0, ex.bytes_received,
+                ex.bytes_sent,
+            )  # fmt: skip
+        if status == 101 and ex.upgrade:  # a WebSocket tunnel closed
+            tunnel = istio.tunnel_series(dest)
+            tunnel.closed += 1
+            tunnel.sent += ex.bytes_sent
+            tunnel.received += ex.bytes_received
 
     def cluster_samples(self) -> list[ClusterSample]:
         out = []

@@ -237,6 +237,7 @@ def test_ports_are_published_on_loopback_only(compose: dict[str, Any]) -> None:
         "tier2-cluster-1": {8080: 18081, 15000: 15001},
         "tier2-cluster-2": {8080: 18082, 15000: 15002},
         "tier2-cluster-3": {8080: 18083, 15000: 15003},
+        "prometheus": {9090: 9090},
     }
     listeners = set()
     for doc in yaml.safe_load_all((LAB / "tier1" / "gateway.yaml").read_text()):
@@ -254,14 +255,70 @@ def test_certificates_come_from_a_one_shot_service(compose: dict[str, Any]) -> N
 
 
 def test_containers_are_hardened_and_use_one_image(compose: dict[str, Any]) -> None:
-    """Every service runs the one image, read-only and without capabilities."""
-    images = {svc["image"] for svc in compose["services"].values()}
-    assert images == {"${GATEWAY_IMAGE:-multicluster-gateway:lab}"}
+    """Every lab service runs the one image (the optional Prometheus its own), every service
+    read-only and without capabilities."""
+    lab = {n: svc for n, svc in compose["services"].items() if "profiles" not in svc}
+    assert {svc["image"] for svc in lab.values()} == {"${GATEWAY_IMAGE:-multicluster-gateway:lab}"}
     for name, svc in compose["services"].items():
         assert svc["read_only"] is True, name
         assert svc["cap_drop"] == ["ALL"], name
-        assert svc["build"]["dockerfile"] == "deploy/compose/Dockerfile"
+        wanted = "deploy/compose/Dockerfile" if name in lab else f"deploy/compose/{name}/Dockerfile"
+        assert svc["build"]["dockerfile"] == wanted
         assert (COMPOSE / svc["build"]["context"] / svc["build"]["dockerfile"]).is_file()
+
+
+def test_prometheus_profile_scrapes_every_gateway(compose: dict[str, Any]) -> None:
+    """The optional ``prometheus`` service (profile ``prometheus``) sits on the edge network and
+    its mounted configuration scrapes every gateway's admin ``/stats/prometheus``, Tier-1 as job
+    ``tier1`` and the Tier-2 gateways as ``tier2``; promtool accepts that configuration."""
+    svc = compose["services"]["prometheus"]
+    assert svc["profiles"] == ["prometheus"]
+    assert svc["networks"] == ["edge"]
+    (mount,) = svc["volumes"]
+    source, target, mode = mount.split(":")
+    assert (target, mode) == ("/etc/prometheus/prometheus.yml", "ro")
+    assert f"--config.file={target}" in svc["command"]
+    config_file = COMPOSE / source
+    config = yaml.safe_load(config_file.read_text())
+    targets = {
+        job["job_name"]: sorted(t for sc in job["static_configs"] for t in sc["targets"])
+        for job in config["scrape_configs"]
+    }
+    gateways = gateway_services(compose)
+    assert targets == {
+        "tier1": ["tier1:15000"],
+        "tier2": sorted(f"{n}:15000" for n in gateways if n.startswith("tier2-")),
+    }
+    for name, gw in gateways.items():
+        assert "edge" in gw["networks"], name
+        assert single(gw["command"], "--admin-address") == "0.0.0.0:15000"
+    for job in config["scrape_configs"]:
+        assert job["metrics_path"] == "/stats/prometheus"
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (Debian package prometheus)")
+    done = subprocess.run(
+        [promtool, "check", "config", str(config_file)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_prometheus_starts_only_with_its_profile() -> None:
+    """docker-compose 1.29 (profiles since 1.28) validates the file and keeps the service's
+    profile, so a plain ``up`` leaves Prometheus out."""
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        pytest.skip("docker-compose is not installed")
+    done = subprocess.run(
+        [binary, "-f", str(COMPOSE / "docker-compose.yml"), "config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    services = yaml.safe_load(done.stdout)["services"]
+    assert services["prometheus"]["profiles"] == ["prometheus"]
+    assert [n for n, svc in services.items() if "profiles" in svc] == ["prometheus"]
 
 
 def test_docker_compose_1_29_accepts_the_file() -> None:

@@ -41,6 +41,7 @@ def test_tier2_command_line() -> None:
         "--cert-dir", "/w/certs",
         "--dns-server", "127.0.0.1:15353",
         "--access-log", "/w/logs/tier2-cluster-1.access.log",
+        "--workload-name", "tier2-cluster-1",
         "--cluster-name", "cluster-1",
         "--locality", "us-west1/us-west1-a",
     )  # fmt: skip
