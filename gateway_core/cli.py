@@ -1,6 +1,6 @@
 """Control path: the command line shared by ``tier1-gateway`` and ``tier2-gateway``.
 
-    <tier>-gateway [run] --config PATH [PATH ...] [--admin-address HOST:PORT]
+    <tier>-gateway [run] --config PATH [PATH ...] [--admin-address HOST:PORT] [--workers N|auto]
                    [--cluster-name NAME] [--locality REGION/ZONE/SUBZONE] [--bind-address ADDR]
     <tier>-gateway validate --config PATH ...
     <tier>-gateway explain --config PATH ... [-H 'Name: value' ...] [--source-ip IP] URL
@@ -112,6 +112,14 @@ def _parser(role: RoleDefaults) -> argparse.ArgumentParser:
     run.add_argument("--drain-propagation", type=float, default=5.0, metavar="SECONDS")
     run.add_argument("--drain-deadline", type=float, default=25.0, metavar="SECONDS")
     run.add_argument("--watch-interval", type=float, default=1.0, metavar="SECONDS")
+    run.add_argument(
+        "--workers",
+        default="1",
+        type=_workers,
+        metavar="N|auto",
+        help="worker processes under one supervisor; auto: one per CPU this process may use "
+        "(affinity and cgroup quota). Default 1: a single process",
+    )
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     validate = sub.add_parser("validate", help="check configuration and print every diagnostic")
     _config_args(validate)
@@ -165,6 +173,16 @@ def _address(text: str) -> tuple[str, int]:
     return host or "0.0.0.0", int(port)
 
 
+def _workers(text: str) -> int:
+    if text == "auto":
+        from gateway_core.server.cpus import available_cpus
+
+        return available_cpus()
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'auto', got {text!r}")
+    return int(text)
+
+
 def _settings(args: argparse.Namespace, role: RoleDefaults) -> GatewaySettings:
     labels = dict(item.split("=", 1) for item in args.label if "=" in item)
     settings = GatewaySettings(
@@ -194,6 +212,7 @@ def _settings(args: argparse.Namespace, role: RoleDefaults) -> GatewaySettings:
             drain_deadline=args.drain_deadline,
             watch_interval=args.watch_interval,
             log_level=args.log_level,
+            workers=args.workers,
         )
     return settings
 

@@ -48,6 +48,8 @@ class GatewaySettings:
     watch_interval: float = 1.0
     """How often config and certificate files are checked for changes."""
     log_level: str = "info"
+    workers: int = 1
+    """Worker processes (``--workers``); 1 runs one process without a supervisor."""
     rng_seed: int | None = None
 
     def node(self) -> NodeInfo:

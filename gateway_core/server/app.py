@@ -15,6 +15,7 @@ import random
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from typing import cast
 
 from aiohttp import web
@@ -23,27 +24,42 @@ from prometheus_client import CollectorRegistry
 from gateway_core.config.diagnostics import Severity
 from gateway_core.observability.access_log import AccessLog
 from gateway_core.observability.metrics import GatewayMetrics
-from gateway_core.pipeline import build_snapshot
+from gateway_core.pipeline import BuildResult, build_snapshot
 from gateway_core.proxy.h2_upstream import H2UpstreamConnection
 from gateway_core.proxy.upstream_conn import UpstreamConnection
 from gateway_core.server.admin import build_admin_app
 from gateway_core.server.listeners import ListenerSet
 from gateway_core.server.reload import ConfigWatcher
-from gateway_core.server.state import GatewayRuntime
+from gateway_core.server.state import GatewayRuntime, RolloutError
 from gateway_core.settings import GatewaySettings
 from gateway_core.tls.common import TlsConfigError
 from gateway_core.upstream.client_tls import ClientContextStore
+from gateway_core.upstream.cluster import Cluster
 from gateway_core.upstream.cluster_manager import ClusterManager
 from gateway_core.upstream.connector import SocketConnector
 from gateway_core.upstream.discovery import DnsResolver
+from gateway_core.upstream.shared_hosts import OutcomeSink
 from gateway_core.utils.clock import MonotonicClock
 from gateway_core.utils.tasks import background, spawn
 
 _log = logging.getLogger("gateway")
 
+Rollout = Callable[[BuildResult, dict[str, Cluster]], Awaitable[None]]
+
 
 class Gateway:
-    def __init__(self, settings: GatewaySettings) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        *,
+        follower: OutcomeSink | None = None,
+        reserve_ports: bool = False,
+        on_hosts_change: Callable[[Cluster], None] | None = None,
+    ) -> None:
+        """The defaults run one whole gateway. With ``--workers N`` the supervisor's gateway
+        has ``reserve_ports`` (it holds ports, serves no traffic) and ``on_hosts_change`` (it
+        broadcasts host health); a worker's has ``follower`` (its clusters follow the
+        supervisor's hosts and report outcomes there) and listens with ``SO_REUSEPORT``."""
         self.settings = settings
         self.registry = CollectorRegistry()
         self.metrics = GatewayMetrics(self.registry, settings.tier)
@@ -58,6 +74,8 @@ class Gateway:
             connector=SocketConnector(UpstreamConnection),
             h2_connector=SocketConnector(H2UpstreamConnection),
             tls_store=self.tls_store,
+            follower=follower,
+            on_change=on_hosts_change,
         )
         self.runtime = GatewayRuntime(
             settings,
@@ -66,7 +84,9 @@ class Gateway:
             clusters=clusters,
             rng=rng,
         )
-        self.listeners = ListenerSet(self.runtime)
+        self.listeners = ListenerSet(
+            self.runtime, shared=follower is not None, reserve=reserve_ports
+        )
         self.runtime.listeners = self.listeners
         self.metrics.tls_certificates = self.listeners.certificate_expiry
         self._reload_lock = asyncio.Lock()
@@ -77,6 +97,24 @@ class Gateway:
         self._watcher = ConfigWatcher(
             list(settings.config_paths), settings.watch_interval, self.reload
         )
+        self.rollout: Rollout | None = None
+        """Set by the supervisor: makes a version live in every worker before it publishes."""
+        self.admin_hooks: list[Callable[[web.Application], None]] = []
+        """Run on the admin application before it starts (the supervisor adds its own)."""
+        self.on_certificates: Callable[[], None] | None = None
+        """Set by the supervisor: certificate files changed (workers rebuild their contexts)."""
+
+    async def _apply(self, result: BuildResult) -> None:
+        assert result.snapshot is not None
+        rollout = self.rollout
+        if rollout is None:
+            await self.runtime.apply(result.snapshot)
+            return
+
+        async def hook(clusters: dict[str, Cluster]) -> None:
+            await rollout(result, clusters)
+
+        await self.runtime.apply(result.snapshot, before_publish=hook)
 
     # -- startup ---------------------------------------------------------------------------
     async def start(self) -> bool:
@@ -91,8 +129,8 @@ class Gateway:
             _log.error("configuration rejected; not starting")
             return False
         try:
-            await self.runtime.apply(result.snapshot)
-        except (OSError, TlsConfigError) as exc:
+            await self._apply(result)
+        except (OSError, TlsConfigError, RolloutError) as exc:
             _log.error("%s", exc)
             return False
         self.runtime.ready = True
@@ -111,6 +149,8 @@ class Gateway:
 
     async def _start_admin(self) -> None:
         app = build_admin_app(self.runtime, self.registry, self.reload, self.begin_drain)
+        for hook in self.admin_hooks:
+            hook(app)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         host, port = self.settings.admin_address
@@ -143,8 +183,8 @@ class Gateway:
                 self._watcher.mark_loaded()
                 return True
             try:
-                await runtime.apply(result.snapshot)
-            except (OSError, TlsConfigError) as exc:
+                await self._apply(result)
+            except (OSError, TlsConfigError, RolloutError) as exc:
                 return self._rejected(str(exc))
             runtime.last_error = ""
             self.metrics.config_last_error = ""
@@ -170,7 +210,12 @@ class Gateway:
             reloaded, errors = self.listeners.reload_certificates()
             self.metrics.tls_reloads["success"] += reloaded
             # Upstream client contexts are rebuilt here, never by a connection being opened.
+            generation = self.tls_store.generation
             errors += self.tls_store.refresh()
+            if self.on_certificates is not None and (
+                reloaded or generation != self.tls_store.generation
+            ):
+                self.on_certificates()
             for err in errors:
                 self.metrics.tls_reloads["rejected"] += 1
                 _log.error("certificate reload failed: %s", err)
@@ -223,7 +268,12 @@ def _busy(runtime: GatewayRuntime) -> bool:
 
 
 async def serve(settings: GatewaySettings) -> int:
-    gateway = Gateway(settings)
+    if settings.workers > 1:
+        from gateway_core.server.supervisor import Supervisor
+
+        gateway: Gateway = Supervisor(settings, settings.workers)
+    else:
+        gateway = Gateway(settings)
     loop = asyncio.get_running_loop()
     try:
         started = await gateway.start()

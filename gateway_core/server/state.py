@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from gateway_core.observability.access_log import AccessLog
@@ -26,6 +27,13 @@ if TYPE_CHECKING:
 _log = logging.getLogger("gateway.state")
 
 _NO_FLAGS: list[str] = []
+
+PublishHook = Callable[[dict[str, Cluster]], Awaitable[None]]
+
+
+class RolloutError(Exception):
+    """A new version could not be made live in every worker (the previous one stays)."""
+
 
 EMPTY_SNAPSHOT = Snapshot(version="", node=NodeInfo(), listeners=(), route_tables={}, clusters={})
 
@@ -53,19 +61,29 @@ class GatewayRuntime:
         self.ready = False
         self.draining = False
         self.last_error = ""
+        self.workers_info: Callable[[], list[dict[str, object]]] | None = None
+        """With ``--workers N``: each worker's pid and the version it serves (``/config_dump``)."""
         self.sticky_key = settings.sticky_secret or os.urandom(32)
         self.health_path = settings.health_path.encode() if settings.health_path else b"\x00"
         metrics.clusters_source = self.cluster_samples
         metrics.downstream_cx_active = lambda: len(self.connections)
         metrics.draining = lambda: self.draining
 
-    async def apply(self, snapshot: Snapshot) -> None:
-        """Make ``snapshot`` live. Raises (and changes nothing visible) if listeners fail."""
+    async def apply(self, snapshot: Snapshot, before_publish: PublishHook | None = None) -> None:
+        """Make ``snapshot`` live. Raises (and changes nothing visible) if listeners fail, or
+        if ``before_publish`` (a supervisor rolling the version out to its workers; a worker
+        adopting the supervisor's host state) raises ``RolloutError``."""
         new_clusters = await self.cluster_manager.reconcile(snapshot.clusters)
         assert self.listeners is not None
+        listeners_done = False
         try:
             await self.listeners.reconcile(snapshot.listeners)
-        except OSError:
+            listeners_done = True
+            if before_publish is not None:
+                await before_publish(new_clusters)
+        except (OSError, RolloutError):
+            if listeners_done:
+                await self.listeners.reconcile(self.snapshot.listeners)
             for key, cluster in new_clusters.items():
                 if self.clusters.get(key) is not cluster:
                     await cluster.stop()
