@@ -207,10 +207,14 @@ class Supervisor(Gateway):
                     future.set_result(message.families)
 
     def _update_ready(self) -> None:
-        """Ready while the configuration is live and at least one worker serves it."""
-        if self.runtime.snapshot.version:
-            version = self.runtime.snapshot.version
-            self.runtime.ready = any(h.alive and h.version == version for h in self.workers)
+        """Ready while the configuration is live and at least one worker serves it (or the
+        version being rolled out, which it serves once the rollout publishes it)."""
+        published = self.runtime.snapshot.version
+        if published:
+            target = self._target.version if self._target is not None else published
+            self.runtime.ready = any(
+                h.alive and h.version in (published, target) for h in self.workers
+            )
 
     # -- rollout --------------------------------------------------------------------------------
     async def _rollout(self, result: BuildResult, clusters: dict[str, Cluster]) -> None:
