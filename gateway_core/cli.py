@@ -19,7 +19,7 @@ import os
 import sys
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 
 from gateway_core.pipeline import build_snapshot
@@ -358,7 +358,7 @@ def format_result(res: Result, raw_destinations: list[dict[str, object]] | None 
 
 
 def _run(args: argparse.Namespace, role: RoleDefaults) -> int:
-    from gateway_core.server.app import serve
+    from gateway_core.server.app import Gateway, serve
     from gateway_core.utils.preflight import check_runtime
 
     problem = check_runtime()
@@ -366,9 +366,14 @@ def _run(args: argparse.Namespace, role: RoleDefaults) -> int:
         print(problem, file=sys.stderr)
         return 1
     settings = _settings(args, role)
+    factory: Callable[[GatewaySettings], Gateway] = Gateway
+    if settings.workers > 1:
+        from gateway_core.server.supervisor import Supervisor
+
+        factory = Supervisor
     try:
         import uvloop
 
-        return uvloop.run(serve(settings))
+        return uvloop.run(serve(settings, factory))
     except ImportError:
-        return asyncio.run(serve(settings))
+        return asyncio.run(serve(settings, factory))

@@ -267,13 +267,12 @@ def _busy(runtime: GatewayRuntime) -> bool:
     return any(c.current is not None for c in runtime.connections)
 
 
-async def serve(settings: GatewaySettings) -> int:
-    if settings.workers > 1:
-        from gateway_core.server.supervisor import Supervisor
-
-        gateway: Gateway = Supervisor(settings, settings.workers)
-    else:
-        gateway = Gateway(settings)
+async def serve(
+    settings: GatewaySettings, factory: Callable[[GatewaySettings], Gateway] = Gateway
+) -> int:
+    """Run until drained; ``factory`` builds the process's gateway (``Supervisor`` for
+    ``--workers N``)."""
+    gateway = factory(settings)
     loop = asyncio.get_running_loop()
     try:
         started = await gateway.start()

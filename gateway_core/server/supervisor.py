@@ -97,7 +97,8 @@ class WorkerHandle:
 
 
 class Supervisor(Gateway):
-    def __init__(self, settings: GatewaySettings, workers: int) -> None:
+    def __init__(self, settings: GatewaySettings) -> None:
+        workers = settings.workers
         super().__init__(settings, reserve_ports=True, on_hosts_change=self._hosts_changed)
         self.workers = [WorkerHandle(i) for i in range(workers)]
         self.worker_settings = dataclasses.replace(

@@ -20,10 +20,11 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from gateway_core.snapshot import (
     UNLIMITED,
+    ClusterSpec,
     Locality,
     OutlierPolicy,
     PoolLimits,
@@ -31,10 +32,20 @@ from gateway_core.snapshot import (
     frozen_labels,
 )
 from gateway_core.upstream.host import Host
-from gateway_core.upstream.outlier import HostMonitor, LocalOrigin
+from gateway_core.upstream.outlier import HostMonitor, LocalOrigin, OutlierDetector
 
-if TYPE_CHECKING:
-    from gateway_core.upstream.cluster import Cluster
+
+class Cluster(Protocol):
+    """What this module needs of ``upstream.cluster.Cluster``."""
+
+    spec: ClusterSpec
+    hosts: list[Host]
+    host_by_label: dict[str, Host]
+    outlier: OutlierDetector | None
+
+    def set_hosts(self, hosts: list[Host]) -> None: ...
+
+    def on_host_change(self, host: Host | None) -> None: ...
 
 HostRow = tuple[str, int, int, str, dict[str, str], int, int, str | None, bool, bool]
 """address, port, weight, locality, labels, priority, locality weight, hostname, ejected,
