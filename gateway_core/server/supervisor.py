@@ -33,14 +33,12 @@ import os
 import pickle
 import socket
 import time
-from collections.abc import Iterator
 from multiprocessing import forkserver
 from multiprocessing.process import BaseProcess
 from typing import Any
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client.core import Metric
 
 from gateway_core.observability.merge import MergedCollector, Retired
 from gateway_core.pipeline import BuildResult
@@ -59,6 +57,7 @@ from gateway_core.server.channel import (
 )
 from gateway_core.server.state import RolloutError
 from gateway_core.server.worker import worker_main
+from gateway_core.server.workers import WorkerHandle, WorkerStats, exited
 from gateway_core.settings import GatewaySettings
 from gateway_core.upstream.cluster import Cluster
 from gateway_core.upstream.shared_hosts import host_rows, replay_outcomes
@@ -74,26 +73,6 @@ COLLECT_TIMEOUT = 2.0
 QUICK_EXIT = 5.0
 """A worker that dies sooner than this after starting counts towards the restart back-off."""
 MAX_BACKOFF = 10.0
-
-
-class WorkerHandle:
-    """One worker slot: the process now running in it, and what it acknowledged."""
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-        self.proc: BaseProcess | None = None
-        self.channel: Channel | None = None
-        self.version = ""
-        self.error = ""
-        self.started = 0.0
-        self.restarts = 0
-        self.quick_exits = 0
-        self.families: list[Metric] = []
-        self.collects: dict[int, asyncio.Future[list[Metric]]] = {}
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.exitcode is None
 
 
 class Supervisor(Gateway):
@@ -116,7 +95,7 @@ class Supervisor(Gateway):
         self._retired = Retired()
         own = self.registry
         self.registry = CollectorRegistry()
-        own.register(_WorkerStats(self))
+        own.register(WorkerStats(settings.tier, lambda: self.workers))
         self.registry.register(MergedCollector(own, self._worker_families))
         self.admin_hooks.append(self._admin_hook)
 
@@ -163,7 +142,7 @@ class Supervisor(Gateway):
         _log.info("worker %d started (pid %s)", handle.index, proc.pid)
 
     async def _watch(self, handle: WorkerHandle, proc: BaseProcess) -> None:
-        code = await _exited(proc)
+        code = await exited(proc)
         if handle.channel is not None:
             handle.channel.close()
             handle.channel = None
@@ -342,7 +321,7 @@ class Supervisor(Gateway):
     async def _await_workers(self, bound: float) -> None:
         procs = [h.proc for h in self.workers if h.alive and h.proc is not None]
         if procs:
-            waits = [spawn(_exited(p), name="worker exit") for p in procs]
+            waits = [spawn(exited(p), name="worker exit") for p in procs]
             await asyncio.wait(waits, timeout=bound)
             for proc in procs:
                 if proc.exitcode is None:
@@ -354,45 +333,6 @@ class Supervisor(Gateway):
         for handle in self.workers:
             if handle.alive and handle.proc is not None:
                 handle.proc.kill()
-                await _exited(handle.proc)
+                await exited(handle.proc)
         self.listeners.close_reservations()
         await super().close()
-
-
-async def _exited(proc: BaseProcess) -> int | None:
-    """Wait for ``proc`` to end (its sentinel fd becomes readable), without blocking the loop."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[None] = loop.create_future()
-    sentinel = proc.sentinel
-
-    def ready() -> None:
-        if not done.done():
-            done.set_result(None)
-
-    loop.add_reader(sentinel, ready)
-    try:
-        await done
-    finally:
-        loop.remove_reader(sentinel)
-    proc.join(0)
-    return proc.exitcode
-
-
-class _WorkerStats(Collector):
-    def __init__(self, supervisor: Supervisor) -> None:
-        self._s = supervisor
-
-    def collect(self) -> Iterator[Metric]:
-        tier = self._s.settings.tier
-        workers = GaugeMetricFamily(
-            "gateway_workers", "Worker processes by state", labels=["tier", "state"]
-        )
-        handles = self._s.workers
-        workers.add_metric([tier, "configured"], len(handles))
-        workers.add_metric([tier, "running"], sum(1 for h in handles if h.alive))
-        yield workers
-        restarts = CounterMetricFamily(
-            "gateway_worker_restarts", "Worker processes restarted after they died", labels=["tier"]
-        )
-        restarts.add_metric([tier], sum(h.restarts for h in handles))
-        yield restarts

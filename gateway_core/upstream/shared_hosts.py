@@ -47,6 +47,7 @@ class Cluster(Protocol):
 
     def on_host_change(self, host: Host | None) -> None: ...
 
+
 HostRow = tuple[str, int, int, str, dict[str, str], int, int, str | None, bool, bool]
 """address, port, weight, locality, labels, priority, locality weight, hostname, ejected,
 health-check failed."""
