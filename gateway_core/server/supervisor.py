@@ -108,6 +108,8 @@ class Supervisor(Gateway):
         started = await super().start()
         if not started:
             self._stopping = True
+        else:
+            self._update_ready()  # no worker may have survived the start
         return started
 
     async def _spawn(self, handle: WorkerHandle) -> None:
