@@ -84,6 +84,21 @@ async def test_a_reload_is_atomic_across_workers_and_a_rejected_one_reaches_none
         for clients in held.values():
             for client in clients:
                 assert (await client.get()).body == b"v2"
+
+        # SIGHUP reloads the same way: once /ready names the new version, all serve it.
+        tree.config.write_text(_direct(port, "v5"))
+        assert tree.proc is not None
+        tree.proc.send_signal(signal.SIGHUP)
+
+        async def ready_on_a_new_version() -> bool:
+            async with aiohttp.ClientSession() as s, s.get(tree.admin + "/ready") as r:
+                return r.headers.get("X-Config-Version", v2) != v2
+
+        await poll(ready_on_a_new_version, 10.0, "/ready naming the SIGHUP version")
+        assert [(await get(port)).body for _ in range(20)] == [b"v5"] * 20
+        for clients in held.values():
+            for client in clients:
+                assert (await client.get()).body == b"v5"
     finally:
         await tree.close()
 
