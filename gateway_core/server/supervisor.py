@@ -70,9 +70,6 @@ _CONTEXT.set_forkserver_preload(["gateway_core.server.worker"])
 
 ROLLOUT_TIMEOUT = 30.0
 COLLECT_TIMEOUT = 2.0
-QUICK_EXIT = 5.0
-"""A worker that dies sooner than this after starting counts towards the restart back-off."""
-MAX_BACKOFF = 10.0
 
 
 class Supervisor(Gateway):
@@ -158,11 +155,7 @@ class Supervisor(Gateway):
         if self._stopping:
             _log.info("worker %d exited (%s)", handle.index, code)
             return
-        lived = time.monotonic() - handle.started
-        handle.quick_exits = handle.quick_exits + 1 if lived < QUICK_EXIT else 0
-        delay = (
-            min(MAX_BACKOFF, 0.2 * 2 ** (handle.quick_exits - 2)) if handle.quick_exits > 1 else 0
-        )
+        delay = handle.restart_delay(time.monotonic())
         _log.error("worker %d (pid %s) exited with %s; restarting in %.1fs",
                    handle.index, proc.pid, code, delay)  # fmt: skip
         await asyncio.sleep(delay)

@@ -12,6 +12,11 @@ from prometheus_client.registry import Collector
 
 from gateway_core.server.channel import Channel
 
+QUICK_EXIT = 5.0
+"""A worker that dies sooner than this after starting counts towards the restart back-off."""
+FIRST_BACKOFF = 0.2
+MAX_BACKOFF = 10.0
+
 
 class WorkerHandle:
     """One worker slot: the process now running in it, and what it acknowledged."""
@@ -27,6 +32,15 @@ class WorkerHandle:
         self.quick_exits = 0
         self.families: list[Metric] = []
         self.collects: dict[int, asyncio.Future[list[Metric]]] = {}
+
+    def restart_delay(self, now: float) -> float:
+        """Seconds to wait before replacing the worker that just exited: none for one that
+        ran a while, or for a first quick exit; then 0.2 s, doubling up to 10 s, while it keeps
+        dying within ``QUICK_EXIT`` of starting."""
+        self.quick_exits = self.quick_exits + 1 if now - self.started < QUICK_EXIT else 0
+        if self.quick_exits <= 1:
+            return 0.0
+        return min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** (self.quick_exits - 2))
 
     @property
     def alive(self) -> bool:
