@@ -40,7 +40,7 @@ class WorkerHandle:
         self.quick_exits = self.quick_exits + 1 if now - self.started < QUICK_EXIT else 0
         if self.quick_exits <= 1:
             return 0.0
-        return min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** (self.quick_exits - 2))
+        return min(MAX_BACKOFF, FIRST_BACKOFF * 2.0 ** (self.quick_exits - 2))
 
     @property
     def alive(self) -> bool:
