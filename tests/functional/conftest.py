@@ -22,7 +22,11 @@ def pytest_asyncio_loop_factories(
     config: pytest.Config, item: pytest.Item
 ) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
     # These tests run their gateways as subprocesses (on uvloop already).
-    if item.path.name in ("test_large_bodies.py", "test_workers.py"):
+    if item.path.name in (
+        "test_large_bodies.py",
+        "test_workers.py",
+        "test_workers_shared_state.py",
+    ):
         return {"asyncio": LOOPS["asyncio"]}
     return LOOPS
 
