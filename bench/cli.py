@@ -6,9 +6,11 @@ gRPC) in interleaved rounds (round 1 of every path, then round 2, ...) so drift 
 alike, then measures RSS growth for 100 MB streamed bodies through an HTTP/1.1 Tier-2, and
 optionally profiles a gateway with py-spy (``--profile``) and counts system calls per request
 with strace (``--syscalls``). Prints markdown tables and writes bench/results/bench-<time>.json.
-The exit code only says whether the benchmark ran (0), lacked tools (2), failed (1) or was
-interrupted (130): goals are reported, never enforced, and one of our HTTP/2 or gRPC paths that
-cannot be measured (our gateway does not speak the protocol) is reported, not fatal.
+``--workers N`` runs every proxy with N worker processes (ours ``--workers N``, nginx
+``worker_processes N`` with ``reuseport``). The exit code only says whether the benchmark ran
+(0), lacked tools (2), failed (1) or was interrupted (130): goals are reported, never
+enforced, and one of our HTTP/2 or gRPC paths that cannot be measured (our gateway does not
+speak the protocol) is reported, not fatal.
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ class Options:
     """Path groups asked for with --h1, --h2, --grpc (the paths of ``only`` come on top)."""
     keep_workdir: bool
     results_dir: Path
+    workers: int = 1
+    """Worker processes of every proxy: ours ``--workers N``, nginx ``worker_processes N``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +130,14 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         ("grpc", "the gRPC paths (bench/grpc_load.py, h2c)"),
     ):
         p.add_argument(f"--{group}", action="append_const", const=group, dest="groups", help=what)
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N worker processes in every proxy: our --workers N against nginx "
+        "worker_processes N (proxies get CPUs 1..N where the machine has them)",
+    )
     p.add_argument("--keep-workdir", action="store_true", help="keep configs and logs")
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     a = p.parse_args(argv)
@@ -148,6 +160,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         groups=tuple(a.groups or ()),
         keep_workdir=a.keep_workdir,
         results_dir=a.results_dir,
+        workers=max(1, a.workers),
     )
 
 
@@ -163,14 +176,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if tools is None:
         print("cannot run the benchmark, missing:\n  " + "\n  ".join(missing), file=sys.stderr)
         return 2
-    pin = environment.pinning(opts.pin)
+    pin = environment.pinning(opts.pin, opts.workers)
     workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     procs = ProcessSet(workdir)
     handlers = signal.getsignal(signal.SIGINT), signal.signal(signal.SIGTERM, _terminate)
     try:
         generate_lab_certs(workdir / "certs")
         tools = environment.with_cert_dir(tools, workdir / "certs")
-        return _benchmark(Topology(procs, tools, pin), opts)
+        return _benchmark(Topology(procs, tools, pin, opts.workers), opts)
     except KeyboardInterrupt:
         print("\ninterrupted: stopping every process", file=sys.stderr)
         return 130
@@ -203,7 +216,8 @@ def _benchmark(topo: Topology, opts: Options) -> int:
     if not paths:
         raise RuntimeError("no path could be measured")
     http1 = any(key in PATH_KEYS for key in keys)
-    transfers = _rss_test(topo, opts) if opts.rss and http1 else []
+    # The RSS test follows one process's memory: it runs without workers only.
+    transfers = _rss_test(topo, opts) if opts.rss and http1 and opts.workers == 1 else []
     profile = None
     if opts.profile:
         profile = diagnose.profile_gateway(

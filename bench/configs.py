@@ -96,14 +96,14 @@ spec:
 """
 
 
-def _nginx_common(workdir: Path, name: str, *, run_as_root: bool) -> str:
+def _nginx_common(workdir: Path, name: str, *, run_as_root: bool, workers: int = 1) -> str:
     # Directly under workdir: nginx creates the last path component itself, not its parents.
     temps = "\n".join(
         f"  {kind}_temp_path {workdir}/nginx-{name}-{kind};"
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
     user = "user root;\n" if run_as_root else ""
-    return f"""{user}worker_processes 1;
+    return f"""{user}worker_processes {workers};
 daemon off;
 pid {workdir}/nginx-{name}.pid;
 error_log {workdir}/nginx-{name}.error.log warn;
@@ -138,15 +138,17 @@ def nginx_proxy(
     access_log: str | None = None,
     http2: bool = False,
     run_as_root: bool,
+    workers: int = 1,
 ) -> str:
-    """A one-worker reverse proxy with a keep-alive upstream pool; ``server_cert`` (cert, key)
+    """A reverse proxy (``workers`` worker processes, one by default; several listen with
+    ``reuseport``, as our workers do) with a keep-alive upstream pool; ``server_cert`` (cert, key)
     makes it listen with TLS, ``upstream.tls`` makes it originate verified TLS with session
     reuse (nginx's default ``proxy_ssl_session_reuse on``, stated explicitly). ``access_log``
     writes nginx's combined log there, buffered (64 KiB, flushed every 50 ms) like ours.
     ``http2`` (with ``server_cert``) offers ALPN h2 to clients (nginx 1.22: ``listen ... ssl
     http2``); the upstream side stays HTTP/1.1 with keep-alive."""
     log = f"    access_log {access_log} combined buffer=64k flush=50ms;\n" if access_log else ""
-    listen = f"127.0.0.1:{listen_port} backlog=4096"
+    listen = f"127.0.0.1:{listen_port} backlog=4096" + (" reuseport" if workers > 1 else "")
     ssl_server = ""
     if server_cert is not None:
         listen += " ssl"
@@ -164,7 +166,7 @@ def nginx_proxy(
       proxy_ssl_protocols TLSv1.2 TLSv1.3;
 """
     return (
-        _nginx_common(workdir, name, run_as_root=run_as_root)
+        _nginx_common(workdir, name, run_as_root=run_as_root, workers=workers)
         + f"""  upstream bench_{name} {{
     server 127.0.0.1:{upstream.port};
     keepalive 128;

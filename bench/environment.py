@@ -63,18 +63,26 @@ def with_cert_dir(tools: Tools, cert_dir: Path) -> Tools:
     return replace(tools, cert_dir=cert_dir)
 
 
-def pinning(wanted: bool) -> Pinning:
-    """wrk and the backend on CPU 0, every proxy on CPU 1, when the machine has two CPUs."""
+def pinning(wanted: bool, workers: int = 1) -> Pinning:
+    """wrk and the backend on CPU 0, every proxy on CPU 1, when the machine has two CPUs; with
+    ``workers`` > 1 the proxies get CPUs 1..workers where the machine has them (else they
+    share what there is: on two CPUs, N workers on CPU 1 show the cost of N processes, not
+    their scaling)."""
     cpus = sorted(os.sched_getaffinity(0))
     if wanted and len(cpus) >= 2:
-        return Pinning(load=cpus[0], proxy=cpus[1])
+        proxies = cpus[1 : 1 + workers]
+        proxy_set = ",".join(map(str, proxies)) if len(proxies) > 1 else ""
+        return Pinning(load=cpus[0], proxy=cpus[1], proxy_set=proxy_set)
     return Pinning(load=None, proxy=None)
 
 
 def describe(pin: Pinning) -> str:
     if pin.load is None:
         return "pinning: off (fewer than 2 CPUs or --no-pin); numbers are noisier"
-    return f"pinning: wrk + backend on CPU {pin.load}, every proxy process on CPU {pin.proxy}"
+    return (
+        f"pinning: wrk + backend on CPU {pin.load}, every proxy process on CPU "
+        f"{pin.proxy_set or pin.proxy}"
+    )
 
 
 def _first_line(argv: list[str]) -> str:
@@ -107,5 +115,5 @@ def metadata(pin: Pinning) -> dict[str, object]:
         "wrk": _first_line(["wrk", "-v"]),
         "git_commit": _first_line(["git", "-C", str(REPO), "rev-parse", "HEAD"]),
         "git_dirty": bool(_first_line(["git", "-C", str(REPO), "status", "--porcelain"])),
-        "pinning": {"load_cpu": pin.load, "proxy_cpu": pin.proxy},
+        "pinning": {"load_cpu": pin.load, "proxy_cpu": pin.proxy_set or pin.proxy},
     }

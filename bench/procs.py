@@ -55,7 +55,7 @@ class ProcessSet:
     workdir: Path
     procs: list[Proc] = field(default_factory=list)
 
-    def start(self, name: str, argv: Sequence[str], *, cpu: int | None = None) -> Proc:
+    def start(self, name: str, argv: Sequence[str], *, cpu: int | str | None = None) -> Proc:
         cmd = [*(["taskset", "-c", str(cpu)] if cpu is not None else []), *argv]
         log = self.workdir / f"{name}.log"
         with log.open("wb") as out:

@@ -34,6 +34,12 @@ class Pinning:
 
     load: int | None
     proxy: int | None
+    proxy_set: str = ""
+    """``taskset -c`` list for the proxies when they have several CPUs (``--workers N``)."""
+
+    @property
+    def proxies(self) -> int | str | None:
+        return self.proxy_set or self.proxy
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +94,10 @@ def free_port() -> int:
 
 
 class Topology:
-    def __init__(self, procs: ProcessSet, tools: Tools, pin: Pinning) -> None:
+    def __init__(self, procs: ProcessSet, tools: Tools, pin: Pinning, workers: int = 1) -> None:
+        """``workers``: worker processes of every proxy (ours ``--workers N``, nginx
+        ``worker_processes N``); the backend keeps one."""
+        self.workers = workers
         self.procs = procs
         self.tools = tools
         self.pin = pin
@@ -96,7 +105,7 @@ class Topology:
         self.root = os.geteuid() == 0
         self.ca_file = str(tools.cert_dir / "ca.crt")
 
-    def start_nginx(self, name: str, conf: str, cpu: int | None, port: int) -> Proc:
+    def start_nginx(self, name: str, conf: str, cpu: int | str | None, port: int) -> Proc:
         path = self.workdir / f"nginx-{name}.conf"
         path.write_text(conf)
         argv = [self.tools.nginx, "-p", str(self.workdir), "-c", str(path)]
@@ -116,7 +125,8 @@ class Topology:
         argv += ["--cert-dir", str(self.tools.cert_dir)]
         # Fast shutdown: nothing routes to these gateways once the benchmark stops.
         argv += ["--drain-propagation", "0", "--drain-deadline", "2"]
-        proc = self.procs.start(name, argv, cpu=self.pin.proxy)
+        argv += ["--workers", str(self.workers)]
+        proc = self.procs.start(name, argv, cpu=self.pin.proxies)
         ready = f"http://127.0.0.1:{admin}/ready"
         wait_until(answers_ok(ready), proc, timeout=READY_TIMEOUT, what="200 on " + ready)
         return proc
@@ -163,15 +173,16 @@ class Topology:
             server_cert=self.tier2_credential(),
             http2=True,
             run_as_root=self.root,
+            workers=self.workers,
         )
-        return port, self.start_nginx(name, conf, self.pin.proxy, port)
+        return port, self.start_nginx(name, conf, self.pin.proxies, port)
 
     def nginx_grpc(self, grpc_backend: int, name: str) -> tuple[int, Proc]:
         port = free_port()
         conf = configs.nginx_grpc_proxy(
             self.workdir, name, port, grpc_backend, run_as_root=self.root
         )
-        return port, self.start_nginx(name, conf, self.pin.proxy, port)
+        return port, self.start_nginx(name, conf, self.pin.proxies, port)
 
     def ours_single(self, backend: int, *, access_log: str, name: str) -> tuple[int, Proc]:
         port = free_port()
@@ -199,8 +210,9 @@ class Topology:
             Upstream(backend),
             access_log=access_log,
             run_as_root=self.root,
+            workers=self.workers,
         )
-        return port, self.start_nginx(name, conf, self.pin.proxy, port)
+        return port, self.start_nginx(name, conf, self.pin.proxies, port)
 
     def nginx_chain(self, backend: int, *, tls: bool, name: str) -> tuple[int, tuple[Proc, Proc]]:
         t2_port, t1_port = free_port(), free_port()
@@ -212,13 +224,19 @@ class Topology:
             Upstream(backend),
             server_cert=server_cert,
             run_as_root=self.root,
+            workers=self.workers,
         )
-        tier2 = self.start_nginx(f"{name}-tier2", t2_conf, self.pin.proxy, t2_port)
+        tier2 = self.start_nginx(f"{name}-tier2", t2_conf, self.pin.proxies, t2_port)
         upstream = Upstream(t2_port, tls=tls, ca_file=self.ca_file)
         t1_conf = configs.nginx_proxy(
-            self.workdir, f"{name}-tier1", t1_port, upstream, run_as_root=self.root
+            self.workdir,
+            f"{name}-tier1",
+            t1_port,
+            upstream,
+            run_as_root=self.root,
+            workers=self.workers,
         )
-        tier1 = self.start_nginx(f"{name}-tier1", t1_conf, self.pin.proxy, t1_port)
+        tier1 = self.start_nginx(f"{name}-tier1", t1_conf, self.pin.proxies, t1_port)
         return t1_port, (tier1, tier2)
 
 
@@ -260,11 +278,14 @@ def build_http1(topo: Topology, key: str, backend: int, pod: Proc) -> BenchPath:
         log = "off" if key == "b-ours" else str(topo.workdir / "access.log")
         port, gw = topo.ours_single(backend, access_log=log, name=key)
         label = "(b) Tier-2, access log " + ("off" if log == "off" else "to a file")
+        if topo.workers > 1:
+            label += f", {topo.workers} workers"
         return BenchPath(key, "b", "ours", label, url.format(port), (gw,), pod)
     if key in ("b-nginx", "b-nginx-log"):
         nginx_log = str(topo.workdir / "nginx-access.log") if key == "b-nginx-log" else None
         port, ng = topo.nginx_single(backend, key, access_log=nginx_log)
-        label = "(b) nginx, 1 worker" + (", access log to a file" if nginx_log else "")
+        workers = f"{topo.workers} worker" + ("s" if topo.workers > 1 else "")
+        label = f"(b) nginx, {workers}" + (", access log to a file" if nginx_log else "")
         return BenchPath(key, "b", "nginx", label, url.format(port), (ng,), pod)
     _, impl, mode = key.split("-")
     tls = mode == "tls"

@@ -1,6 +1,6 @@
 """Control path: the command line shared by ``tier1-gateway`` and ``tier2-gateway``.
 
-    <tier>-gateway [run] --config PATH [PATH ...] [--admin-address HOST:PORT]
+    <tier>-gateway [run] --config PATH [PATH ...] [--admin-address HOST:PORT] [--workers N|auto]
                    [--cluster-name NAME] [--locality REGION/ZONE/SUBZONE] [--bind-address ADDR]
     <tier>-gateway validate --config PATH ...
     <tier>-gateway explain --config PATH ... [-H 'Name: value' ...] [--source-ip IP] URL
@@ -19,7 +19,7 @@ import os
 import sys
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 
 from gateway_core.pipeline import build_snapshot
@@ -149,6 +149,14 @@ def _parser(role: RoleDefaults) -> argparse.ArgumentParser:
     run.add_argument("--drain-propagation", type=float, default=5.0, metavar="SECONDS")
     run.add_argument("--drain-deadline", type=float, default=25.0, metavar="SECONDS")
     run.add_argument("--watch-interval", type=float, default=1.0, metavar="SECONDS")
+    run.add_argument(
+        "--workers",
+        default="1",
+        type=_workers,
+        metavar="N|auto",
+        help="worker processes under one supervisor; auto: one per CPU this process may use "
+        "(affinity and cgroup quota). Default 1: a single process",
+    )
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     validate = sub.add_parser("validate", help="check configuration and print every diagnostic")
     _config_args(validate)
@@ -214,6 +222,16 @@ def _address(text: str) -> tuple[str, int]:
     return host or "0.0.0.0", int(port)
 
 
+def _workers(text: str) -> int:
+    if text == "auto":
+        from gateway_core.server.cpus import available_cpus
+
+        return available_cpus()
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'auto', got {text!r}")
+    return int(text)
+
+
 def _settings(args: argparse.Namespace, role: RoleDefaults) -> GatewaySettings:
     labels = dict(item.split("=", 1) for item in args.label if "=" in item)
     settings = GatewaySettings(
@@ -251,6 +269,7 @@ def _settings(args: argparse.Namespace, role: RoleDefaults) -> GatewaySettings:
             gateway_id=args.gateway_id or settings.gateway_id,
             max_gateway_hops=args.max_gateway_hops,
             hop_secret=_secret(args.hop_secret_file, "GATEWAY_HOP_SECRET") or settings.hop_secret,
+            workers=args.workers,
         )
     return settings
 
@@ -411,7 +430,7 @@ def format_result(res: Result, raw_destinations: list[dict[str, object]] | None 
 
 
 def _run(args: argparse.Namespace, role: RoleDefaults) -> int:
-    from gateway_core.server.app import serve
+    from gateway_core.server.app import Gateway, serve
     from gateway_core.utils.preflight import check_runtime
 
     problem = check_runtime()
@@ -419,9 +438,14 @@ def _run(args: argparse.Namespace, role: RoleDefaults) -> int:
         print(problem, file=sys.stderr)
         return 1
     settings = _settings(args, role)
+    factory: Callable[[GatewaySettings], Gateway] = Gateway
+    if settings.workers > 1:
+        from gateway_core.server.supervisor import Supervisor
+
+        factory = Supervisor
     try:
         import uvloop
 
-        return uvloop.run(serve(settings))
+        return uvloop.run(serve(settings, factory))
     except ImportError:
-        return asyncio.run(serve(settings))
+        return asyncio.run(serve(settings, factory))

@@ -61,10 +61,11 @@ class GatewaySettings:
     watch_interval: float = 1.0
     """How often config and certificate files are checked for changes."""
     log_level: str = "info"
-    rng_seed: int | None = None
     workers: int = 1
-    """Worker processes serving the listeners; each has its own rate-limit buckets with a
-    1/N share of every limit (``proxy/token_bucket.worker_share``)."""
+    """Worker processes (``--workers``); 1 runs one process without a supervisor. Each worker
+    has its own rate-limit buckets with a 1/N share of every limit
+    (``proxy/token_bucket.worker_share``)."""
+    rng_seed: int | None = None
     gateway_id: str = ""
     """This gateway's loop-guard id (``--gateway-id``); empty: ``<hostname>-<8 random hex
     digits>``, drawn once when the settings are made, so every worker shares it."""

@@ -1,8 +1,10 @@
 """Control path: the admin HTTP server (aiohttp; default 127.0.0.1:15000).
 
-``GET /ready``            200 once listeners serve, 503 while starting or draining
+``GET /ready``            200 once listeners serve (header ``X-Config-Version``), 503 while
+                          starting or draining
 ``GET /healthz``          200 while the process runs (liveness)
 ``GET /config_dump``      the active snapshot as JSON, with its version and the last reload error
+                          (and, with ``--workers N``, each worker's pid and version)
 ``GET /clusters``         live hosts, health, priority loads and panic state per cluster
 ``GET /stats/prometheus`` Prometheus text format
 ``GET /explain?url=..``   explain a request against the active snapshot (``&header=Name:value``)
@@ -85,7 +87,7 @@ async def _ready(request: web.Request) -> web.Response:
         return web.Response(status=503, text="draining\n")
     if not runtime.ready:
         return web.Response(status=503, text="starting\n")
-    return web.Response(text="ready\n")
+    return web.Response(text="ready\n", headers={"X-Config-Version": runtime.snapshot.version})
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -98,6 +100,8 @@ async def _config_dump(request: web.Request) -> web.Response:
     body["last_reload_error"] = runtime.last_error or None
     body["jwks"] = runtime.jwt_keys.dump()
     body["runtime"] = native.status()
+    if runtime.workers_info is not None:
+        body["workers"] = runtime.workers_info()
     return _json(request, body)
 
 

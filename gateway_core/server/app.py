@@ -16,7 +16,7 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import cast
 
 from aiohttp import web
@@ -26,7 +26,7 @@ from gateway_core.config.diagnostics import Severity
 from gateway_core.observability.access_log import AccessLog
 from gateway_core.observability.istio_metrics import SourceInfo
 from gateway_core.observability.metrics import GatewayMetrics
-from gateway_core.pipeline import build_snapshot
+from gateway_core.pipeline import BuildResult, build_snapshot
 from gateway_core.proxy.h2_upstream import H2UpstreamConnection
 from gateway_core.proxy.upstream_conn import UpstreamConnection
 from gateway_core.security.jwks_store import JwksStore
@@ -34,25 +34,39 @@ from gateway_core.server.admin import build_admin_app
 from gateway_core.server.admin_auth import AdminAuth
 from gateway_core.server.listeners import ListenerSet
 from gateway_core.server.reload import ConfigWatcher
-from gateway_core.server.state import GatewayRuntime
+from gateway_core.server.state import GatewayRuntime, RolloutError
 from gateway_core.settings import GatewaySettings
 from gateway_core.tls.common import TlsConfigError
 from gateway_core.upstream.client_tls import ClientContextStore
+from gateway_core.upstream.cluster import Cluster
 from gateway_core.upstream.cluster_manager import ClusterManager
 from gateway_core.upstream.connector import SocketConnector
 from gateway_core.upstream.discovery import DnsResolver
 from gateway_core.upstream.lb.tables import thread_offload
+from gateway_core.upstream.shared_hosts import OutcomeSink
 from gateway_core.utils.clock import MonotonicClock
 from gateway_core.utils.tasks import background, spawn
 
 _log = logging.getLogger("gateway")
 
+Rollout = Callable[[BuildResult, dict[str, Cluster]], Awaitable[None]]
+
 
 class Gateway:
     def __init__(
-        self, settings: GatewaySettings, *, wall_clock: Callable[[], float] = time.time
+        self,
+        settings: GatewaySettings,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+        follower: OutcomeSink | None = None,
+        reserve_ports: bool = False,
+        on_hosts_change: Callable[[Cluster], None] | None = None,
     ) -> None:
-        """``wall_clock``: seconds since the epoch (certificate expiry, JWT ``exp``/``nbf``)."""
+        """``wall_clock``: seconds since the epoch (certificate expiry, JWT ``exp``/``nbf``).
+        The other defaults run one whole gateway. With ``--workers N`` the supervisor's gateway
+        has ``reserve_ports`` (it holds ports, serves no traffic) and ``on_hosts_change`` (it
+        broadcasts host health); a worker's has ``follower`` (its clusters follow the
+        supervisor's hosts and report outcomes there) and listens with ``SO_REUSEPORT``."""
         self.settings = settings
         self.registry = CollectorRegistry()
         self.metrics = GatewayMetrics(
@@ -78,6 +92,8 @@ class Gateway:
             h2_connector=SocketConnector(H2UpstreamConnection),
             tls_store=self.tls_store,
             offload=thread_offload(),
+            follower=follower,
+            on_change=on_hosts_change,
         )
         self.runtime = GatewayRuntime(
             settings,
@@ -88,7 +104,9 @@ class Gateway:
             jwt_keys=JwksStore(wall=wall_clock),
         )
         self.registry.register(self.runtime.jwt_keys.collector(settings.tier))
-        self.listeners = ListenerSet(self.runtime)
+        self.listeners = ListenerSet(
+            self.runtime, shared=follower is not None, reserve=reserve_ports
+        )
         self.runtime.listeners = self.listeners
         self.metrics.tls_certificates = self.listeners.certificate_expiry
         self._reload_lock = asyncio.Lock()
@@ -99,6 +117,24 @@ class Gateway:
         self._watcher = ConfigWatcher(
             list(settings.config_paths), settings.watch_interval, self.reload
         )
+        self.rollout: Rollout | None = None
+        """Set by the supervisor: makes a version live in every worker before it publishes."""
+        self.admin_hooks: list[Callable[[web.Application], None]] = []
+        """Run on the admin application before it starts (the supervisor adds its own)."""
+        self.on_certificates: Callable[[], None] | None = None
+        """Set by the supervisor: certificate files changed (workers rebuild their contexts)."""
+
+    async def _apply(self, result: BuildResult) -> None:
+        assert result.snapshot is not None
+        rollout = self.rollout
+        if rollout is None:
+            await self.runtime.apply(result.snapshot)
+            return
+
+        async def hook(clusters: dict[str, Cluster]) -> None:
+            await rollout(result, clusters)
+
+        await self.runtime.apply(result.snapshot, before_publish=hook)
 
     # -- startup ---------------------------------------------------------------------------
     async def start(self) -> bool:
@@ -113,8 +149,8 @@ class Gateway:
             _log.error("configuration rejected; not starting")
             return False
         try:
-            await self.runtime.apply(result.snapshot)
-        except (OSError, TlsConfigError) as exc:
+            await self._apply(result)
+        except (OSError, TlsConfigError, RolloutError) as exc:
             _log.error("%s", exc)
             return False
         self.runtime.ready = True
@@ -144,6 +180,8 @@ class Gateway:
                 exc.errno, f"cannot read --admin-token-file {exc.filename}: {exc.strerror}"
             ) from exc
         app = build_admin_app(self.runtime, self.registry, self.reload, self.begin_drain, auth)
+        for hook in self.admin_hooks:
+            hook(app)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         host, port = self.settings.admin_address
@@ -184,8 +222,8 @@ class Gateway:
                 self._watcher.mark_loaded()
                 return True
             try:
-                await runtime.apply(result.snapshot)
-            except (OSError, TlsConfigError) as exc:
+                await self._apply(result)
+            except (OSError, TlsConfigError, RolloutError) as exc:
                 return self._rejected(str(exc))
             runtime.last_error = ""
             runtime.record_reload(True)
@@ -213,7 +251,12 @@ class Gateway:
             reloaded, errors = self.listeners.reload_certificates()
             self.metrics.tls_reloads["success"] += reloaded
             # Upstream client contexts are rebuilt here, never by a connection being opened.
+            generation = self.tls_store.generation
             errors += self.tls_store.refresh()
+            if self.on_certificates is not None and (
+                reloaded or generation != self.tls_store.generation
+            ):
+                self.on_certificates()
             for err in errors:
                 self.metrics.tls_reloads["rejected"] += 1
                 _log.error("certificate reload failed: %s", err)
@@ -266,8 +309,12 @@ def _busy(runtime: GatewayRuntime) -> bool:
     return any(c.current is not None for c in runtime.connections)
 
 
-async def serve(settings: GatewaySettings) -> int:
-    gateway = Gateway(settings)
+async def serve(
+    settings: GatewaySettings, factory: Callable[[GatewaySettings], Gateway] = Gateway
+) -> int:
+    """Run until drained; ``factory`` builds the process's gateway (``Supervisor`` for
+    ``--workers N``)."""
+    gateway = factory(settings)
     loop = asyncio.get_running_loop()
     try:
         started = await gateway.start()

@@ -47,8 +47,16 @@ class ListenerRuntime:
 
 
 class ListenerSet:
-    def __init__(self, runtime: GatewayContext) -> None:
+    def __init__(self, runtime: GatewayContext, *, shared: bool = False, reserve: bool = False):
+        """``shared``: listen with ``SO_REUSEPORT`` (a worker process: the kernel spreads
+        connections over the workers' sockets). ``reserve``: the supervisor's set -- it binds
+        each port with ``SO_REUSEPORT`` but never listens, so a port that cannot be bound
+        rejects the configuration before any worker sees it, and the port stays held while
+        workers restart; TLS contexts are still built, so bad certificates are rejected too."""
         self._runtime = runtime
+        self._shared = shared or reserve
+        self._reserve = reserve
+        self._reserved: dict[int, socket.socket] = {}
         self.listeners: dict[ListenerKey, ListenerRuntime] = {}
         self.accepting = True
 
@@ -82,6 +90,10 @@ class ListenerSet:
         from gateway_core.proxy.downstream import DownstreamProtocol
 
         ssl_ctx = listener.tls.listener_context() if listener.tls is not None else None
+        if self._reserve:
+            self._reserved[id(listener)] = _reserve(spec.bind, spec.port)
+            listener.port = self._reserved[id(listener)].getsockname()[1]
+            return
         try:
             listener.server = await loop.create_server(
                 lambda: DownstreamProtocol(runtime, listener),
@@ -89,6 +101,7 @@ class ListenerSet:
                 port=spec.port,
                 ssl=ssl_ctx,
                 reuse_address=True,
+                reuse_port=self._shared or None,
                 backlog=1024,
                 ssl_handshake_timeout=10.0 if ssl_ctx is not None else None,
             )
@@ -103,6 +116,9 @@ class ListenerSet:
         _log.info("listening on %s:%d (%s)", spec.bind, listener.port, spec.protocol.value)
 
     async def _close(self, listener: ListenerRuntime) -> None:
+        reserved = self._reserved.pop(id(listener), None)
+        if reserved is not None:
+            reserved.close()
         if listener.server is not None:
             listener.server.close()
             _log.info("stopped listening on %s:%d", listener.spec.bind, listener.port)
@@ -113,6 +129,11 @@ class ListenerSet:
         for listener in self.listeners.values():
             if listener.server is not None:
                 listener.server.close()
+
+    def close_reservations(self) -> None:
+        for sock in self._reserved.values():
+            sock.close()
+        self._reserved.clear()
 
     def reload_certificates(self) -> tuple[int, list[str]]:
         """Re-read changed certificate files; returns (server contexts rebuilt, errors)."""
@@ -134,3 +155,17 @@ class ListenerSet:
             if listener.tls is not None
             for server, cert in sorted(listener.tls.certificate_expiry().items())
         ]
+
+
+def _reserve(bind: str, port: int) -> socket.socket:
+    """A bound, never listening ``SO_REUSEPORT`` socket: holds the port for the workers."""
+    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((bind, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"cannot listen on {bind}:{port}: {exc.strerror}") from exc
+    return sock

@@ -11,6 +11,7 @@ import logging
 import os
 import random
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,13 @@ if TYPE_CHECKING:
 _log = logging.getLogger("gateway.state")
 
 _NO_FLAGS: list[str] = []
+
+PublishHook = Callable[[dict[str, Cluster]], Awaitable[None]]
+
+
+class RolloutError(Exception):
+    """A new version could not be made live in every worker (the previous one stays)."""
+
 
 EMPTY_SNAPSHOT = Snapshot(version="", node=NodeInfo(), listeners=(), route_tables={}, clusters={})
 
@@ -90,6 +98,8 @@ class GatewayRuntime:
         self.last_reload: ReloadResult | None = None
         self.recent_errors: deque[RecentError] = deque(maxlen=RECENT_ERRORS)
         """The last requests answered with response flags or a 5xx (admin dashboard)."""
+        self.workers_info: Callable[[], list[dict[str, object]]] | None = None
+        """With ``--workers N``: each worker's pid and the version it serves (``/config_dump``)."""
         self.sticky_key = settings.sticky_secret or os.urandom(32)
         self.health_path = settings.health_path.encode() if settings.health_path else b"\x00"
         metrics.clusters_source = self.cluster_samples
@@ -98,13 +108,21 @@ class GatewayRuntime:
         metrics.access_log_losses = lambda: (access_log.dropped_lines, access_log.write_errors)
         metrics.rate_limits = self.limits.samples
 
-    async def apply(self, snapshot: Snapshot) -> None:
-        """Make ``snapshot`` live. Raises (and changes nothing visible) if listeners fail."""
+    async def apply(self, snapshot: Snapshot, before_publish: PublishHook | None = None) -> None:
+        """Make ``snapshot`` live. Raises (and changes nothing visible) if listeners fail, or
+        if ``before_publish`` (a supervisor rolling the version out to its workers; a worker
+        adopting the supervisor's host state) raises ``RolloutError``."""
         new_clusters = await self.cluster_manager.reconcile(snapshot.clusters)
         assert self.listeners is not None
+        listeners_done = False
         try:
             await self.listeners.reconcile(snapshot.listeners)
-        except OSError:
+            listeners_done = True
+            if before_publish is not None:
+                await before_publish(new_clusters)
+        except (OSError, RolloutError):
+            if listeners_done:
+                await self.listeners.reconcile(self.snapshot.listeners)
             for key, cluster in new_clusters.items():
                 if self.clusters.get(key) is not cluster:
                     await cluster.stop()

@@ -130,6 +130,8 @@ class ClientContextStore:
 
     def __init__(self) -> None:
         self._slots: dict[tuple[UpstreamTls, tuple[str, ...]], ClientTlsSlot] = {}
+        self.generation = 0
+        """Bumped by ``refresh`` whenever a context was rebuilt."""
 
     def slot(self, tls: UpstreamTls, alpn: tuple[str, ...] = UPSTREAM_ALPN) -> ClientTlsSlot:
         """The slot for ``tls`` offering ``alpn`` (HTTP/2 clusters offer ``h2``), its context
@@ -152,6 +154,7 @@ class ClientContextStore:
             if error is not None:
                 errors.append(error)
             elif slot.context is not was:
+                self.generation += 1
                 _log.info("upstream TLS material reloaded: %s", ", ".join(slot.files))
         return errors
 

@@ -42,6 +42,7 @@ from gateway_core.upstream.outlier import HostMonitor, LocalOrigin, OutlierDetec
 from gateway_core.upstream.pool import HostPool
 from gateway_core.upstream.pools import ClusterPools
 from gateway_core.upstream.resources import ResourceManager
+from gateway_core.upstream.shared_hosts import OutcomeSink, attach_reporters
 from gateway_core.utils.clock import Clock, Scheduler
 
 _log = logging.getLogger("gateway.cluster")
@@ -78,11 +79,17 @@ class Cluster:
         existing: Mapping[HostKey, Host] | None = None,
         loop: Scheduler | None = None,
         offload: Offload | None = None,
+        follower: OutcomeSink | None = None,
     ) -> None:
         """``loop``: the pools' timers and clock (the running loop unless given; tests drive
         the pools with a fake one). ``offload``: where hash tables are rebuilt
-        (``lb/tables.py``)."""
+        (``lb/tables.py``). ``follower``: a worker process's cluster, which takes its
+        hosts and their health from the supervisor (``shared_hosts``) and reports outcomes to
+        this sink instead of resolving, probing or ejecting itself."""
         self.spec = spec
+        self.follower = follower
+        self.on_change: Callable[[Cluster], None] | None = None
+        """Called after every change of membership or health (the supervisor broadcasts)."""
         self.rng = rng
         self.clock = clock
         self.stats = ClusterStats()
@@ -102,11 +109,15 @@ class Cluster:
             )  # fmt: skip
         self._sweep_timer: asyncio.TimerHandle | None = None
         self.outlier = (
-            OutlierDetector(spec.outlier, clock, self.on_host_change) if spec.outlier else None
+            OutlierDetector(spec.outlier, clock, self.on_host_change)
+            if spec.outlier and follower is None
+            else None
         )
         self.discovery: DnsDiscovery | None = None
         if spec.discovery is Discovery.STATIC:
             hosts = hosts_from_static(spec, existing)
+        elif follower is not None:
+            hosts = list(existing.values()) if existing else []
         else:
             self.discovery = DnsDiscovery(
                 spec, resolver, clock, self.set_hosts, _log, existing=existing
@@ -124,7 +135,7 @@ class Cluster:
             offload=offload,
         )
         self.health: HealthChecker | None = None
-        if spec.health_check is not None:
+        if spec.health_check is not None and follower is None:
             self.health = HealthChecker(
                 spec.health_check,
                 lambda: self.hosts,
@@ -166,13 +177,20 @@ class Cluster:
         self.host_by_label = {h.label: h for h in hosts}
         if self.outlier is not None:
             self.outlier.set_hosts(hosts)
+        elif self.follower is not None:
+            attach_reporters(self, self.follower)
         self.lb.update(hosts)
         self.healthy_hosts = sum(1 for h in hosts if h.healthy)
+        if self.on_change is not None:
+            self.on_change(self)
 
-    def on_host_change(self, host: Host) -> None:
-        """Outlier detection or a health check changed a host's health: recompute loads."""
+    def on_host_change(self, host: Host | None) -> None:
+        """Outlier detection or a health check changed a host's health (None: the supervisor
+        changed several): recompute loads."""
         self.lb.update()
         self.healthy_hosts = sum(1 for h in self.hosts if h.healthy)
+        if self.on_change is not None:
+            self.on_change(self)
 
     def _schedule_sweep(self) -> None:
         assert self.spec.outlier is not None

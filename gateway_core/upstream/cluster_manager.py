@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from gateway_core.snapshot import ClusterSpec
@@ -23,6 +23,7 @@ from gateway_core.upstream.connector import Connector
 from gateway_core.upstream.discovery import DnsResolver
 from gateway_core.upstream.host import Host, HostKey
 from gateway_core.upstream.lb.tables import Offload
+from gateway_core.upstream.shared_hosts import OutcomeSink
 from gateway_core.utils.clock import Clock
 from gateway_core.utils.tasks import background
 
@@ -46,10 +47,16 @@ class ClusterManager:
         h2_connector: Connector[Any] | None = None,
         retire_delay: float = RETIRE_DELAY,
         offload: Offload | None = None,
+        follower: OutcomeSink | None = None,
+        on_change: Callable[[Cluster], None] | None = None,
     ) -> None:
         """``connector`` opens HTTP/1.1 connections, ``h2_connector`` HTTP/2 ones; ``offload``
-        builds hash tables off the loop (``lb/tables.py``)."""
+        builds hash tables off the loop (``lb/tables.py``). ``follower``: a worker's clusters
+        (``Cluster``); ``on_change``: told of every host membership or health change of a
+        cluster (the supervisor broadcasts them)."""
         self._offload = offload
+        self._follower = follower
+        self._on_change = on_change
         self._rng = rng
         self._clock = clock
         self._resolver = resolver
@@ -81,7 +88,9 @@ class ClusterManager:
                 h2_connector=self._h2_connector,
                 existing=self._existing_hosts(spec, old),
                 offload=self._offload,
+                follower=self._follower,
             )
+            cluster.on_change = self._on_change
             new[key] = cluster
             started.append(cluster)
         if started:

@@ -165,3 +165,44 @@ def test_interrupt_stops_every_process(tmp_path: Path, sig: signal.Signals) -> N
     assert "interrupted: stopping every process" in err
     assert _bench_processes(str(tmp_path)) == []
     assert not list(tmp_path.glob("gateway-bench-*"))
+
+
+def test_workers_mode_gives_every_proxy_n_workers_and_n_cpus_where_there_are() -> None:
+    """--workers N: ours runs ``--workers N``, nginx ``worker_processes N`` with ``reuseport``;
+    the proxies get CPUs 1..N when the machine has them, else the CPUs there are."""
+    from bench import configs, environment
+    from bench.configs import Upstream
+
+    assert cli.parse_args([]).workers == 1
+    assert cli.parse_args(["--workers", "4"]).workers == 4
+    conf = configs.nginx_proxy(
+        Path("/w"), "p", 18080, Upstream(19001), run_as_root=False, workers=3
+    )
+    assert "worker_processes 3;" in conf and "backlog=4096 reuseport;" in conf
+    single = configs.nginx_proxy(Path("/w"), "p", 18080, Upstream(19001), run_as_root=False)
+    assert "worker_processes 1;" in single and "reuseport" not in single
+    cpus = sorted(os.sched_getaffinity(0))
+    pin = environment.pinning(True, 2)
+    if len(cpus) >= 3:
+        assert pin.proxies == f"{cpus[1]},{cpus[2]}"
+    elif len(cpus) == 2:
+        assert pin.proxies == cpus[1]  # both workers share the one proxy CPU
+    assert environment.pinning(True, 1).proxy_set == ""
+
+
+@pytest.mark.skipif(bool(MISSING), reason=f"missing tools: {', '.join(MISSING)}")
+def test_workers_mode_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two workers on each side: both paths measured with their whole process trees' CPU,
+    labelled with the worker count, and no process left behind."""
+    before = set(process_tree(os.getpid()))
+    argv = ["--only", "b-ours", "b-nginx", "--duration", "1", "--runs", "1", "--warmup", "1"]
+    argv += ["--retries", "0", "--quiet-timeout", "0", "--workers", "2"]
+    assert cli.main([*argv, "--results-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "(b) Tier-2, access log off, 2 workers" in out
+    assert "(b) nginx, 2 workers" in out
+    (result,) = tmp_path.glob("bench-*.json")
+    doc = json.loads(result.read_text())
+    assert doc["meta"]["options"]["workers"] == 2
+    assert doc["paths"]["b-ours"]["errors"] == 0 and doc["paths"]["b-ours"]["rps"] > 0
+    assert set(process_tree(os.getpid())) == before

@@ -352,3 +352,11 @@ def test_shell_scripts_pass_shellcheck() -> None:
     scripts = sorted(str(p) for p in COMPOSE.glob("*.sh"))
     result = subprocess.run([binary, *scripts], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout
+
+
+def test_gateways_run_one_worker_per_cpu_of_their_limit(compose: dict[str, Any]) -> None:
+    """Every gateway runs ``--workers=auto`` under a ``cpus`` limit (the cgroup quota that
+    ``auto`` reads); the default of 1 CPU keeps the lab a single process per gateway."""
+    for name, svc in gateway_services(compose).items():
+        assert single(svc["command"], "--workers") == "auto", name
+        assert svc["cpus"] == "${GATEWAY_CPUS:-1}", name

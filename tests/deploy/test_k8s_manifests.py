@@ -11,6 +11,7 @@ every credential mounted.
 from __future__ import annotations
 
 import functools
+import math
 import shutil
 import subprocess
 from pathlib import Path
@@ -358,3 +359,18 @@ def test_headless_service_publishes_every_pod_to_the_tier2_config(tmp_path: Path
     assert {c.port for c in snapshot.clusters.values()} == {port["port"]}
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     assert flag(args, "--listen") == f"0.0.0.0:{port['port']}"
+
+
+def test_workers_follow_the_cpu_limit(overlay: tuple[str, list[Obj]], tmp_path: Path) -> None:
+    """``--workers=auto`` with the container's CPU limit as the cgroup v2 quota gives one
+    worker per CPU of the limit (rounded up)."""
+    from gateway_core.server.cpus import available_cpus
+
+    c = container(overlay[1])
+    assert "--workers=auto" in c["args"]
+    raw = str(c["resources"]["limits"]["cpu"])
+    cpus = int(raw[:-1]) / 1000 if raw.endswith("m") else float(raw)
+    cgroup = tmp_path / "sys/fs/cgroup"
+    cgroup.mkdir(parents=True)
+    (cgroup / "cpu.max").write_text(f"{int(cpus * 100000)} 100000\n")
+    assert available_cpus(tmp_path, lambda: 64) == math.ceil(cpus) == 2

@@ -21,8 +21,12 @@ LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
 def pytest_asyncio_loop_factories(
     config: pytest.Config, item: pytest.Item
 ) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
-    # The large-body test runs its gateway as a subprocess (on uvloop already).
-    if item.path.name == "test_large_bodies.py":
+    # These tests run their gateways as subprocesses (on uvloop already).
+    if item.path.name in (
+        "test_large_bodies.py",
+        "test_workers.py",
+        "test_workers_shared_state.py",
+    ):
         return {"asyncio": LOOPS["asyncio"]}
     return LOOPS
 
