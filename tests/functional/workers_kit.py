@@ -46,7 +46,8 @@ class GatewayTree:
                  "--admin-address", "127.0.0.1:0", "--bind-address", "127.0.0.1",
                  "--access-log", "off", "--workers", str(self.workers),
                  "--drain-propagation", "0.2", "--drain-deadline", "3",
-                 "--watch-interval", "60", *self.args],
+                 "--watch-interval", "60", "--admin-allow-unauthenticated-loopback",
+                 *self.args],
                 stdout=subprocess.DEVNULL, stderr=log, cwd=REPO,
             )  # fmt: skip
         marker = "ready (admin 127.0.0.1:"
