@@ -48,6 +48,16 @@ class GatewaySettings:
     watch_interval: float = 1.0
     """How often config and certificate files are checked for changes."""
     log_level: str = "info"
+    tracing_endpoint: str = ""
+    """OTLP/HTTP traces URL (``http://collector:4318/v1/traces``); empty: no tracer, trace
+    fields pass through untouched (docs/tracing.md)."""
+    tracing_sampling: float = 1.0
+    """Percent of requests without a caller's sampling decision that are sampled (Istio's
+    ``sampling``, default 1)."""
+    tracing_queue_size: int = 2048
+    """Spans waiting for export at most; more are dropped and counted."""
+    tracing_flush_interval: float = 5.0
+    """Seconds between span exports (a full batch of 512 goes at once)."""
     rng_seed: int | None = None
 
     def node(self) -> NodeInfo:

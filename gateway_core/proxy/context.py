@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from gateway_core.observability.metrics import GatewayMetrics
+    from gateway_core.observability.tracing import Tracer
     from gateway_core.proxy.flags import ResponseFlag
+    from gateway_core.proxy.trace_context import TraceContext
     from gateway_core.routing.actions import WeightedCluster
     from gateway_core.routing.request import RequestHead
     from gateway_core.routing.route_table import RouteEntry
@@ -49,6 +51,13 @@ class ExchangeOutcome(Protocol):
     def bytes_sent(self) -> int: ...
     @property
     def request_id(self) -> bytes: ...
+    @property
+    def trace(self) -> TraceContext | None:
+        """The gateway's span of this request; None without a tracer."""
+
+    @property
+    def trace_id(self) -> bytes:
+        """Hex trace id; ``b""`` without a tracer."""
 
 
 class GatewayContext(Protocol):
@@ -62,6 +71,10 @@ class GatewayContext(Protocol):
     def rng(self) -> random.Random: ...
     @property
     def sticky_key(self) -> bytes: ...
+    @property
+    def tracer(self) -> Tracer | None:
+        """None when tracing is off: trace fields then pass through untouched."""
+
     @property
     def health_path(self) -> bytes: ...
     @property

@@ -11,6 +11,7 @@ from gateway_core.proxy.headers import (
     serialize_request,
     upstream_request_headers,
 )
+from gateway_core.proxy.trace_context import TraceContext
 from gateway_core.routing.actions import HeaderList, WeightedCluster
 from gateway_core.routing.matchers import PrefixMatcher, RequestMatch
 from gateway_core.routing.request import RequestHead
@@ -66,15 +67,17 @@ def request_head(
     framing: str,
     upgrade: bool,
     body_length: int | None = None,
+    trace: TraceContext | None = None,
 ) -> bytes:
     """The upstream request head. ``body_length``: the body is sent whole with this length
-    (a mirror of a buffered body) instead of in the client's framing."""
+    (a mirror of a buffered body) instead of in the client's framing. ``trace``: the
+    gateway's span, whose fields replace the request's trace fields."""
     if entry.request_headers is not None or (
         target is not None and target.request_headers is not None
     ):
         return _request_head_with_ops(
             req, entry, target, match, authority, client_ip, trust_forwarded, request_id,
-            framing, upgrade, body_length,
+            framing, upgrade, body_length, trace,
         )  # fmt: skip
     # No header operations: serialise the fields straight away, in the order
     # ``upstream_request_headers`` lists them.
@@ -85,6 +88,8 @@ def request_head(
         original_authority=req.authority,
         trust_forwarded=trust_forwarded,
     )
+    if trace is not None:
+        kept = trace.upstream(kept)
     if entry.rewrite is None:
         path = req.path + b"?" + req.query if req.query else req.path
     else:
@@ -140,9 +145,11 @@ def _request_head_with_ops(
     framing: str,
     upgrade: bool,
     body_length: int | None,
+    trace: TraceContext | None,
 ) -> bytes:
     """``request_head`` when header operations apply: they see (and may replace) every field,
-    the gateway's own and the framing fields included."""
+    the gateway's own and the framing fields included; the trace fields go in last (Envoy
+    injects them after the route's header operations)."""
     headers = upstream_request_headers(
         req.raw_headers,
         authority=authority,
@@ -157,6 +164,8 @@ def _request_head_with_ops(
         headers = entry.request_headers.apply(headers)
     if target is not None and target.request_headers is not None:
         headers = target.request_headers.apply(headers)
+    if trace is not None:
+        headers = trace.upstream(headers)
     return serialize_request(req.method, upstream_target(req, entry, match), headers)
 
 
@@ -211,6 +220,8 @@ def request_fields(ex: ExchangeView) -> tuple[bytes, bytes, bytes, HeaderList]:
         headers = entry.request_headers.apply(headers)
     if target is not None and target.request_headers is not None:
         headers = target.request_headers.apply(headers)
+    if ex.trace is not None:
+        headers = ex.trace.upstream(headers)
     authority = ex.authority
     fields: HeaderList = []
     for field in headers:

@@ -167,6 +167,7 @@ def send_mirrors(ex: ExchangeView, body: bytes) -> None:
             framing=ex.req_framing,
             upgrade=False,
             body_length=len(body),
+            trace=ex.trace,
         )
         pool = cluster.pool_for(host, authority)
         head_request = ex.req.method == b"HEAD"

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway_core.observability.access_log import AccessLog
 from gateway_core.observability.metrics import ClusterSample, GatewayMetrics
+from gateway_core.observability.tracing import Tracer
 from gateway_core.settings import GatewaySettings
 from gateway_core.snapshot import NodeInfo, Snapshot
 from gateway_core.upstream.cluster import Cluster
@@ -54,6 +55,8 @@ class GatewayRuntime:
         self.draining = False
         self.last_error = ""
         self.sticky_key = settings.sticky_secret or os.urandom(32)
+        self.tracer: Tracer | None = None
+        """Set by the process when ``--tracing-otlp-endpoint`` is given."""
         self.health_path = settings.health_path.encode() if settings.health_path else b"\x00"
         metrics.clusters_source = self.cluster_samples
         metrics.downstream_cx_active = lambda: len(self.connections)
@@ -82,6 +85,8 @@ class GatewayRuntime:
         duration = now - ex.start
         flags = [f.value for f in ex.flags] if ex.flags else _NO_FLAGS
         self.metrics.record_request(ex.status, duration, flags)
+        if self.tracer is not None:
+            self.tracer.finish(ex, now)
         log = self.access_log
         if log.enabled:
             req = ex.req
