@@ -26,6 +26,7 @@ from bench.procs import Proc, ProcessSet, answers_ok, http_get, wait_until
 
 READY_TIMEOUT = 30.0
 GRPC_POD = Path(__file__).resolve().with_name("grpc_pod.py")
+OTLP_SINK = Path(__file__).resolve().with_name("otlp_sink.py")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +96,20 @@ class Topology:
         self.workdir = procs.workdir
         self.root = os.geteuid() == 0
         self.ca_file = str(tools.cert_dir / "ca.crt")
+        self.gateway_args: tuple[str, ...] = ()
+        """Flags every gateway of ours gets on top (``--tracing``: the tracer's)."""
+
+    def enable_tracing(self, sampling: float) -> Proc:
+        """Start the OTLP sink (bench/otlp_sink.py, on the load core) and give every gateway
+        started from now on a tracer exporting to it, sampling ``sampling`` percent."""
+        port = free_port()
+        argv = [sys.executable, str(OTLP_SINK), "--port", str(port)]
+        proc = self.procs.start("otlp-sink", argv, cpu=self.pin.load)
+        wait_until(lambda: _port_open(port), proc, timeout=READY_TIMEOUT, what=f"port {port}")
+        endpoint = f"http://127.0.0.1:{port}/v1/traces"
+        self.gateway_args = ("--tracing-otlp-endpoint", endpoint)
+        self.gateway_args += ("--tracing-sampling", f"{sampling:g}")
+        return proc
 
     def start_nginx(self, name: str, conf: str, cpu: int | None, port: int) -> Proc:
         path = self.workdir / f"nginx-{name}.conf"
@@ -115,7 +130,7 @@ class Topology:
         argv += ["--bind-address", "127.0.0.1", "--access-log", access_log]
         argv += ["--cert-dir", str(self.tools.cert_dir)]
         # Fast shutdown: nothing routes to these gateways once the benchmark stops.
-        argv += ["--drain-propagation", "0", "--drain-deadline", "2"]
+        argv += ["--drain-propagation", "0", "--drain-deadline", "2", *self.gateway_args]
         proc = self.procs.start(name, argv, cpu=self.pin.proxy)
         ready = f"http://127.0.0.1:{admin}/ready"
         wait_until(answers_ok(ready), proc, timeout=READY_TIMEOUT, what="200 on " + ready)
