@@ -2,11 +2,12 @@
 
 The event loop only appends a ``SpanRecord`` to a bounded deque (``offer``): no lock, no
 system call, no SDK object. A full queue drops the span and counts it (the SDK's own
-``BatchSpanProcessor`` drops silently, so it is not used). One daemon thread wakes every
-``interval`` seconds, or as soon as a batch is full, turns the records into SDK spans (the
-SDK's ``Tracer``, with the ids the gateway already sent upstream) and hands them to the
-OTLP/HTTP exporter. A slow or stuck collector stalls only that thread; the queue fills and
-further spans are dropped and counted, while requests go on at full speed.
+``BatchSpanProcessor`` drops silently, so it is not used). One daemon thread (started by the
+first span) wakes every ``interval`` seconds, or as soon as a batch is full, turns the records
+into the SDK's finished spans (``ReadableSpan``, with the ids the gateway already sent
+upstream) and hands them to the SDK's OTLP/HTTP exporter. A slow or stuck collector stalls
+only that thread; the queue fills and further spans are dropped and counted, while requests go
+on at full speed.
 """
 
 from __future__ import annotations
@@ -20,10 +21,9 @@ from typing import TYPE_CHECKING
 
 from opentelemetry import trace as trace_api
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.sdk.trace.id_generator import IdGenerator
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from gateway_core.observability.tracing import Tracer
 
@@ -41,28 +41,9 @@ INTERVAL = 5.0
 """Seconds between exports (the SDK's ``schedule_delay`` and Envoy's flush interval)."""
 
 
-class _PresetIds(IdGenerator):
-    """Hands the SDK's tracer the ids the gateway chose (and already sent upstream)."""
-
-    def __init__(self) -> None:
-        self.trace_id = 0
-        self.span_id = 0
-
-    def generate_trace_id(self) -> int:
-        return self.trace_id
-
-    def generate_span_id(self) -> int:
-        return self.span_id
-
-
-class _Collect(SpanProcessor):
-    """Keeps the spans the SDK's tracer ended, for one export call."""
-
-    def __init__(self) -> None:
-        self.spans: list[ReadableSpan] = []
-
-    def on_end(self, span: ReadableSpan) -> None:
-        self.spans.append(span)
+_SAMPLED = trace_api.TraceFlags(trace_api.TraceFlags.SAMPLED)
+_ERROR = trace_api.Status(trace_api.StatusCode.ERROR)
+_UNSET = trace_api.Status(trace_api.StatusCode.UNSET)
 
 
 class OtlpSpanSink:
@@ -89,20 +70,9 @@ class OtlpSpanSink:
         """Spans the collector did not accept (counted on the export thread)."""
         self._wake = threading.Event()
         self._stop = False
-        self._ids = _PresetIds()
-        self._collect = _Collect()
-        provider = TracerProvider(
-            sampler=ALWAYS_ON,
-            resource=Resource.create(dict(resource)),
-            id_generator=self._ids,
-            shutdown_on_exit=False,
-        )
-        provider.add_span_processor(self._collect)
-        self._tracer = provider.get_tracer("multicluster-gateway")
-        self._thread = threading.Thread(target=self._run, name="span-export", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
+        self._resource = Resource.create(dict(resource))
+        self._scope = InstrumentationScope("multicluster-gateway")
+        self._thread: threading.Thread | None = None
 
     def offer(self, record: SpanRecord) -> None:
         queue = self.queue
@@ -111,16 +81,21 @@ class OtlpSpanSink:
             self.dropped += 1
             return
         queue.append(record)
-        if size + 1 == self.max_batch:
+        if self._thread is None:
+            # Started by the first span, in the process that serves (after any fork).
+            self._thread = threading.Thread(target=self._run, name="span-export", daemon=True)
+            self._thread.start()
+        elif size + 1 == self.max_batch:
             self._wake.set()  # a full batch goes now, not at the next interval
 
     def close(self, timeout: float) -> None:
         """Export what is queued (bounded by ``timeout`` seconds) and stop the thread."""
         self._stop = True
         self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        if not self._thread.is_alive():
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        if thread is None or not thread.is_alive():
             self.exporter.shutdown()
 
     # -- the export thread ---------------------------------------------------------------------
@@ -146,35 +121,35 @@ class OtlpSpanSink:
                 self.failed += len(batch)
 
     def _spans(self, batch: Sequence[SpanRecord]) -> list[ReadableSpan]:
-        ids, tracer, collect = self._ids, self._tracer, self._collect
-        collect.spans = []
+        """The SDK's spans for ``batch``, built as finished spans straight away: the ids
+        are the gateway's (already sent upstream), so the SDK's tracer, which makes its own,
+        is not used; it would also cost more than ten times as much per span."""
+        resource, scope = self._resource, self._scope
+        spans = []
         for rec in batch:
-            ids.trace_id = int(rec.trace_id, 16)
-            ids.span_id = int(rec.span_id, 16)
-            context = None
+            trace_id = int(rec.trace_id, 16)
+            parent = None
             if rec.parent_id:
-                parent = trace_api.SpanContext(
-                    ids.trace_id,
-                    int(rec.parent_id, 16),
-                    is_remote=True,
-                    trace_flags=trace_api.TraceFlags(trace_api.TraceFlags.SAMPLED),
+                parent = trace_api.SpanContext(trace_id, int(rec.parent_id, 16), True, _SAMPLED)
+            spans.append(
+                ReadableSpan(
+                    rec.name,
+                    trace_api.SpanContext(trace_id, int(rec.span_id, 16), False, _SAMPLED),
+                    parent,
+                    resource,
+                    rec.attributes,
+                    kind=trace_api.SpanKind.CLIENT,
+                    status=_ERROR if rec.error else _UNSET,
+                    start_time=rec.start_ns,
+                    end_time=rec.end_ns,
+                    instrumentation_scope=scope,
                 )
-                context = trace_api.set_span_in_context(trace_api.NonRecordingSpan(parent))
-            span = tracer.start_span(
-                rec.name,
-                context=context,
-                kind=trace_api.SpanKind.CLIENT,
-                attributes=rec.attributes,
-                start_time=rec.start_ns,
             )
-            if rec.error:
-                span.set_status(trace_api.Status(trace_api.StatusCode.ERROR))
-            span.end(end_time=rec.end_ns)
-        return collect.spans
+        return spans
 
 
 def build_tracing(settings: GatewaySettings, rng: random.Random) -> tuple[Tracer, OtlpSpanSink]:
-    """The tracer and its started export thread for ``--tracing-otlp-endpoint``."""
+    """The tracer and its export queue for ``--tracing-otlp-endpoint``."""
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     resource = {"service.name": f"{settings.tier}-gateway"}
@@ -189,5 +164,4 @@ def build_tracing(settings: GatewaySettings, rng: random.Random) -> tuple[Tracer
         max_queue=settings.tracing_queue_size,
         interval=settings.tracing_flush_interval,
     )
-    sink.start()
     return Tracer(settings.tracing_sampling, sink, rng=rng, node=node), sink

@@ -33,7 +33,9 @@ TRACE_FIELDS = frozenset(
 )
 """The fields ``upstream`` replaces (and ``tracestate`` when the trace did not come from W3C)."""
 _WITH_TRACESTATE = TRACE_FIELDS | {b"tracestate"}
-_B3_MULTI = (b"x-b3-traceid", b"x-b3-spanid", b"x-b3-parentspanid", b"x-b3-sampled", b"x-b3-flags")
+_B3_MULTI = frozenset(
+    {b"x-b3-traceid", b"x-b3-spanid", b"x-b3-parentspanid", b"x-b3-sampled", b"x-b3-flags"}
+)
 
 ZERO_TRACE = b"0" * 32
 ZERO_SPAN = b"0" * 16
@@ -120,7 +122,7 @@ def extract(headers: Mapping[bytes, bytes]) -> Incoming | None:
     """What the request carried; None when it carried no trace field at all."""
     traceparent = headers.get(b"traceparent")
     single = headers.get(b"b3")
-    multi = any(name in headers for name in _B3_MULTI)
+    multi = not headers.keys().isdisjoint(_B3_MULTI)
     if traceparent is None and single is None and not multi:
         return None if b"tracestate" not in headers else _NOTHING
     found: tuple[bytes, bytes, bool | None] | None = None
