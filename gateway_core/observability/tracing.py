@@ -136,7 +136,7 @@ class Tracer:
         if trace is None or not trace.sampled:
             return
         end_ns = self._wall()
-        start_ns = end_ns - int((now - ex.start) * 1e9)
+        start_ns = end_ns - round((now - ex.start) * 1e9)
         self.sink.offer(
             SpanRecord(
                 trace.trace_id,
