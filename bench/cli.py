@@ -67,8 +67,6 @@ class Options:
     """Path groups asked for with --h1, --h2, --grpc (the paths of ``only`` come on top)."""
     keep_workdir: bool
     results_dir: Path
-    tracing: float | None = None
-    """``--tracing PERCENT``: our gateways trace (sampling PERCENT) to an OTLP sink."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,13 +127,6 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     ):
         p.add_argument(f"--{group}", action="append_const", const=group, dest="groups", help=what)
     p.add_argument("--keep-workdir", action="store_true", help="keep configs and logs")
-    p.add_argument(
-        "--tracing",
-        type=float,
-        metavar="PERCENT",
-        help="our gateways export spans (sampling PERCENT) to a local OTLP sink "
-        "(bench/otlp_sink.py); default: no tracer",
-    )
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     a = p.parse_args(argv)
     return Options(
@@ -157,7 +148,6 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         groups=tuple(a.groups or ()),
         keep_workdir=a.keep_workdir,
         results_dir=a.results_dir,
-        tracing=a.tracing,
     )
 
 
@@ -180,10 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         generate_lab_certs(workdir / "certs")
         tools = environment.with_cert_dir(tools, workdir / "certs")
-        topo = Topology(procs, tools, pin)
-        if opts.tracing is not None:
-            topo.enable_tracing(opts.tracing)
-        return _benchmark(topo, opts)
+        return _benchmark(Topology(procs, tools, pin), opts)
     except KeyboardInterrupt:
         print("\ninterrupted: stopping every process", file=sys.stderr)
         return 130

@@ -152,16 +152,19 @@ def build_tracing(settings: GatewaySettings, rng: random.Random) -> tuple[Tracer
     """The tracer and its export queue for ``--tracing-otlp-endpoint``."""
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    resource = {"service.name": f"{settings.tier}-gateway"}
-    node = {"node_id": f"router~{settings.cluster_name or '-'}~{settings.tier}-gateway"}
+    resource = {
+        "service.name": f"{settings.tier}-gateway",
+        "node_id": f"router~{settings.cluster_name or '-'}~{settings.tier}-gateway",
+        "component": "proxy",
+    }
     if settings.cluster_name:
         resource["k8s.cluster.name"] = settings.cluster_name
     if settings.locality.zone:
-        node["zone"] = settings.locality.zone
+        resource["zone"] = settings.locality.zone
     sink = OtlpSpanSink(
         OTLPSpanExporter(endpoint=settings.tracing_endpoint),
         resource,
         max_queue=settings.tracing_queue_size,
         interval=settings.tracing_flush_interval,
     )
-    return Tracer(settings.tracing_sampling, sink, rng=rng, node=node), sink
+    return Tracer(settings.tracing_sampling, sink, rng=rng), sink

@@ -10,7 +10,8 @@ Envoy/Istio: a caller's sampling decision is kept; without one, the gateway samp
 Kind ``CLIENT``: Istio's gateways are egress listeners, and Envoy gives the single span of
 an egress connection manager the ``CLIENT`` kind. Attributes use Envoy's tag names
 (``upstream_cluster``, ``upstream_address``, ``response_flags``, ``http.status_code``, ...) plus
-``route_name`` (Envoy's ``%ROUTE_NAME%``), which Envoy has no tag for.
+``route_name`` (Envoy's ``%ROUTE_NAME%``), which Envoy has no tag for; Envoy's per-process tags
+(``node_id``, ``zone``, ``component``) go in the resource, encoded once per export batch.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ class TracedExchange(Protocol):
 class Tracer:
     """Starts the gateway's span of each request and records the sampled ones."""
 
-    __slots__ = ("_node", "_percent", "_rng", "_sample", "_wall", "sink")
+    __slots__ = ("_percent", "_rng", "_sample", "_wall", "sink")
 
     def __init__(
         self,
@@ -105,16 +106,13 @@ class Tracer:
         sink: SpanSink,
         *,
         rng: random.Random,
-        node: Mapping[str, str],
         wall_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         """``sampling``: percent of requests without a caller's decision that are sampled
-        (Istio's ``sampling``); ``node``: attributes every span carries (``node_id``,
-        ``zone``); ``wall_ns``: the wall clock for span times."""
+        (Istio's ``sampling``); ``wall_ns``: the wall clock for span times."""
         self._percent = min(max(sampling, 0.0), 100.0)
         self._rng = rng
         self.sink = sink
-        self._node = dict(node)
         self._wall = wall_ns
         if self._percent >= 100.0:
             self._sample: Callable[[], bool] = _always
@@ -151,20 +149,18 @@ class Tracer:
         )
 
     def attributes(self, ex: TracedExchange) -> dict[str, str]:
-        """Envoy's span tags for this exchange, plus ``route_name``."""
+        """Envoy's span tags for this exchange, plus ``route_name``. The process's own tags
+        (``node_id``, ``zone``, ``component``) are resource attributes, sent once per batch."""
         req = ex.req
         host, target, entry = ex.host, ex.target, ex.entry
         cluster = target.cluster if target is not None else "-"
         attrs = {
-            **self._node,
-            "component": "proxy",
             "guid:x-request-id": ex.request_id.decode("latin-1") or "-",
             "http.url": f"{_text(req.scheme)}://{_text(req.authority)}{_text(req.target)}",
             "http.method": _text(req.method),
             "http.status_code": str(ex.status),
             "response_flags": ",".join(f.value for f in ex.flags) or "-",
             "upstream_cluster": cluster,
-            "upstream_cluster.name": cluster,
             "upstream_address": host.label if host is not None else "-",
             "route_name": entry.name if entry is not None else "-",
             "peer.address": req.source_ip or "-",

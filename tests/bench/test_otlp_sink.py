@@ -7,7 +7,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from bench.cli import parse_args
+from bench.paths import select
 
 SINK = Path(__file__).resolve().parents[2] / "bench" / "otlp_sink.py"
 
@@ -36,6 +36,10 @@ def _exports_once(proc: subprocess.Popen[str]) -> None:
         assert proc.wait(timeout=10) == 0
 
 
-def test_tracing_option() -> None:
-    assert parse_args(["--tracing", "1"]).tracing == 1.0
-    assert parse_args([]).tracing is None
+def test_traced_paths_are_selectable_but_not_default() -> None:
+    assert select([], ["b-ours", "b-ours-trace-1", "b-ours-trace-100"]) == (
+        "b-ours",
+        "b-ours-trace-1",
+        "b-ours-trace-100",
+    )
+    assert "b-ours-trace-1" not in select(["h1"], [])
