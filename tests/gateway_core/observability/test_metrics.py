@@ -10,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from certs.generate import LEAF_VALIDITY
 from gateway_core.observability.metrics import FOLD_EVERY, ClusterSample, GatewayMetrics
+from gateway_core.observability.tracing import TracingCollector
 from gateway_core.pipeline import build_snapshot
 from gateway_core.snapshot import NodeInfo
 from gateway_core.utils.clock import FakeClock
@@ -138,6 +139,7 @@ def test_every_metric_the_docs_name_is_exported() -> None:
     metrics.tls_certificates = lambda: [("l", "s", "c", 0.0)]
     metrics.record_request(200, 0.001, ["UF"])
     metrics.record_protocol_error(400)
+    registry.register(TracingCollector("tier2", None))  # the process registers it beside
     text = generate_latest(registry).decode()
     families = list(text_string_to_metric_families(text))
     # Series names, and the family name of a histogram (its _bucket/_sum/_count share it).
