@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
 
-from bench.paths import select
+import pytest
+
+from bench import environment
+from bench.paths import build_paths, select
+from bench.procs import ProcessSet, http_get
+from bench.topology import Pinning, Topology
+from certs.generate import generate_lab_certs
 
 SINK = Path(__file__).resolve().parents[2] / "bench" / "otlp_sink.py"
+NO_NGINX = not (shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin"))
 
 
 def test_sink_accepts_trace_exports() -> None:
@@ -43,3 +51,26 @@ def test_traced_paths_are_selectable_but_not_default() -> None:
         "b-ours-trace-100",
     )
     assert "b-ours-trace-1" not in select(["h1"], [])
+
+
+@pytest.mark.skipif(NO_NGINX, reason="nginx is not installed (apt-get install nginx-light)")
+def test_traced_paths_come_up_with_their_tracer(tmp_path: Path) -> None:
+    """b-ours-trace-1 and -100 answer end to end through Tier-2s started with the tracing
+    flags, both exporting to one OTLP sink."""
+    tools, missing = environment.find_tools(need_taskset=False)
+    assert tools is not None, missing
+    generate_lab_certs(tmp_path / "certs")
+    tools = environment.with_cert_dir(tools, tmp_path / "certs")
+    procs = ProcessSet(tmp_path)
+    try:
+        keys = ["b-ours-trace-1", "b-ours-trace-100"]
+        paths = build_paths(Topology(procs, tools, Pinning(None, None)), keys)
+        sinks = [p for p in procs.procs if p.name == "otlp-sink"]
+        assert len(sinks) == 1 and sinks[0].alive()
+        for path, percent in zip(paths, ("1", "100"), strict=True):
+            assert http_get(path.url) == (200, b"ok")
+            argv = list(path.proxies[0].popen.args)  # type: ignore[arg-type]
+            assert argv[argv.index("--tracing-sampling") + 1] == percent
+            assert argv[argv.index("--tracing-otlp-endpoint") + 1].endswith("/v1/traces")
+    finally:
+        procs.stop_all()
