@@ -4,10 +4,11 @@ and the fields the next hop gets."""
 from __future__ import annotations
 
 import itertools
+from types import SimpleNamespace
 
 import pytest
 
-from gateway_core.proxy.messages import request_head
+from gateway_core.proxy.messages import request_fields, request_head
 from gateway_core.proxy.trace_context import (
     TraceContext,
     extract,
@@ -222,3 +223,22 @@ def test_upstream_head_carries_the_gateway_span_once() -> None:
         assert [ln for ln in lines if ln.startswith(b"traceparent")] == [
             b"traceparent: 00-" + TRACE + b"-" + GATEWAY_SPAN + b"-01"
         ]
+
+
+def test_http2_upstream_fields_carry_the_gateway_span() -> None:
+    """request_fields (an HTTP/2 upstream) replaces the trace fields like the HTTP/1.1 head."""
+    raw = [(b"host", b"a"), (b"b3", TRACE + b"-" + PARENT + b"-1"), (b"te", b"trailers")]
+    req = RequestHead(b"POST", b"/svc.S/M", b"", b"a", b"http", 80, raw, "10.0.0.1")
+    trace = ctx(req.headers)
+    target = WeightedCluster("c", 100, "svc")
+    route = RouteEntry("ns/vs/http[0]", "ns/vs", 0, (), RouteAction.build((target,)))
+    down = SimpleNamespace(client_ip_bytes=b"10.0.0.1", trust_forwarded=False)
+    ex = SimpleNamespace(
+        req=req, entry=route, down=down, authority=b"up", request_id=RID, target=None,
+        match=None, trace=trace,
+    )  # fmt: skip
+    _, _, _, got = request_fields(ex)  # type: ignore[arg-type]
+    assert [v for n, v in got if n == b"traceparent"] == [
+        b"00-" + TRACE + b"-" + GATEWAY_SPAN + b"-01"
+    ]
+    assert [v for n, v in got if n == b"b3"] == [TRACE + b"-" + GATEWAY_SPAN + b"-1-" + PARENT]
