@@ -65,11 +65,15 @@ class OtlpReceiver:
         app.router.add_post("/v1/traces", self._export)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        # aiohttp has no public accessor for the bound port (asyncio's or uvloop's server).
-        server: Any = site._server
-        self.port = server.sockets[0].getsockname()[1]
+        try:
+            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+            await site.start()
+            # aiohttp has no public accessor for the bound port (asyncio's or uvloop's server).
+            server: Any = site._server
+            self.port = server.sockets[0].getsockname()[1]
+        except BaseException:
+            await self._runner.cleanup()
+            raise
         return self
 
     async def close(self) -> None:
