@@ -1,6 +1,8 @@
 """Data path (benchmark): the measured paths by key, brought up and checked end to end.
 
-HTTP/1.1 paths (the default set, bench/topology.py): ``a``, ``b-*``, ``c-*`` with wrk.
+HTTP/1.1 paths (the default set, bench/topology.py): ``a``, ``b-*``, ``c-*`` with wrk. On
+request only (``--only``): ``b-ours-trace-1`` / ``b-ours-trace-100``, ``b-ours`` with a tracer
+sampling 1 % / 100 % that exports to a local OTLP sink (bench/otlp_sink.py).
 
 HTTP/2 paths, h2load over TLS with ALPN h2, to the same HTTP/1.1 pod:
 
@@ -30,7 +32,9 @@ H2_SHAPES = {"1x100": (1, 100), "10x10": (10, 10)}
 H2_KEYS = tuple(f"h2-{impl}-{shape}" for shape in H2_SHAPES for impl in ("ours", "nginx"))
 GRPC_SHAPE = (10, 10)
 GRPC_KEYS = ("grpc-direct", "grpc-ours", "grpc-nginx")
-ALL_KEYS = PATH_KEYS + H2_KEYS + GRPC_KEYS
+TRACE_KEYS = ("b-ours-trace-1", "b-ours-trace-100")
+"""``b-ours`` with a tracer sampling 1 % / 100 %, exporting to bench/otlp_sink.py."""
+ALL_KEYS = PATH_KEYS + TRACE_KEYS + H2_KEYS + GRPC_KEYS
 GROUPS = {"h1": PATH_KEYS, "h2": H2_KEYS, "grpc": GRPC_KEYS}
 
 
@@ -107,6 +111,12 @@ def _label(key: str) -> str:
 def _build(topo: Topology, key: str, port: int, pod: Proc) -> BenchPath:
     if key in PATH_KEYS:
         return build_http1(topo, key, port, pod)
+    if key in TRACE_KEYS:
+        percent = key.rsplit("-", 1)[1]
+        tracing = ("--tracing-otlp-endpoint", topo.otlp_endpoint(), "--tracing-sampling", percent)
+        listen, gw = topo.ours_single(port, access_log="off", name=key, extra=tracing)
+        label = f"(b) Tier-2, tracing sampled at {percent} % to a local OTLP sink"
+        return BenchPath(key, "b", "ours", label, f"http://127.0.0.1:{listen}/", (gw,), pod)
     kind, impl, *rest = key.split("-")
     if kind == "h2":
         if impl == "ours":

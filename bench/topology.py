@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from bench.procs import Proc, ProcessSet, answers_ok, http_get, wait_until
 
 READY_TIMEOUT = 30.0
 GRPC_POD = Path(__file__).resolve().with_name("grpc_pod.py")
+OTLP_SINK = Path(__file__).resolve().with_name("otlp_sink.py")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +106,18 @@ class Topology:
         self.workdir = procs.workdir
         self.root = os.geteuid() == 0
         self.ca_file = str(tools.cert_dir / "ca.crt")
+        self._otlp_endpoint = ""
+
+    def otlp_endpoint(self) -> str:
+        """The OTLP/HTTP traces URL of the sink (bench/otlp_sink.py, on the load core),
+        started on first use."""
+        if not self._otlp_endpoint:
+            port = free_port()
+            argv = [sys.executable, str(OTLP_SINK), "--port", str(port)]
+            proc = self.procs.start("otlp-sink", argv, cpu=self.pin.load)
+            wait_until(lambda: _port_open(port), proc, timeout=READY_TIMEOUT, what=f"port {port}")
+            self._otlp_endpoint = f"http://127.0.0.1:{port}/v1/traces"
+        return self._otlp_endpoint
 
     def start_nginx(self, name: str, conf: str, cpu: int | str | None, port: int) -> Proc:
         path = self.workdir / f"nginx-{name}.conf"
@@ -115,7 +129,9 @@ class Topology:
         wait_until(lambda: _port_open(port), proc, timeout=READY_TIMEOUT, what=f"port {port}")
         return proc
 
-    def start_gateway(self, name: str, tier: str, yaml: str, *, access_log: str = "off") -> Proc:
+    def start_gateway(
+        self, name: str, tier: str, yaml: str, *, access_log: str = "off", extra: Sequence[str] = ()
+    ) -> Proc:
         config = self.workdir / f"{name}.yaml"
         config.write_text(yaml)
         admin = free_port()
@@ -124,7 +140,7 @@ class Topology:
         argv += ["--bind-address", "127.0.0.1", "--access-log", access_log]
         argv += ["--cert-dir", str(self.tools.cert_dir)]
         # Fast shutdown: nothing routes to these gateways once the benchmark stops.
-        argv += ["--drain-propagation", "0", "--drain-deadline", "2"]
+        argv += ["--drain-propagation", "0", "--drain-deadline", "2", *extra]
         argv += ["--workers", str(self.workers)]
         proc = self.procs.start(name, argv, cpu=self.pin.proxies)
         ready = f"http://127.0.0.1:{admin}/ready"
@@ -184,10 +200,12 @@ class Topology:
         )
         return port, self.start_nginx(name, conf, self.pin.proxies, port)
 
-    def ours_single(self, backend: int, *, access_log: str, name: str) -> tuple[int, Proc]:
+    def ours_single(
+        self, backend: int, *, access_log: str, name: str, extra: Sequence[str] = ()
+    ) -> tuple[int, Proc]:
         port = free_port()
         yaml = configs.istio_gateway(port, Upstream(backend))
-        return port, self.start_gateway(name, "tier2", yaml, access_log=access_log)
+        return port, self.start_gateway(name, "tier2", yaml, access_log=access_log, extra=extra)
 
     def ours_chain(self, backend: int, *, tls: bool, name: str) -> tuple[int, tuple[Proc, Proc]]:
         t2_port, t1_port = free_port(), free_port()

@@ -158,6 +158,7 @@ def _parser(role: RoleDefaults) -> argparse.ArgumentParser:
         "(affinity and cgroup quota). Default 1: a single process",
     )
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    _tracing_args(run)
     validate = sub.add_parser("validate", help="check configuration and print every diagnostic")
     _config_args(validate)
     ex = sub.add_parser("explain", help="show how a request would be routed")
@@ -185,6 +186,49 @@ def _parser(role: RoleDefaults) -> argparse.ArgumentParser:
     ex.add_argument("--json", action="store_true", help="print JSON")
     ex.add_argument("url", nargs="?", help="the request, e.g. https://bookinfo.example.com:8443/x")
     return parser
+
+
+def _tracing_args(run: argparse.ArgumentParser) -> None:
+    group = run.add_argument_group("tracing (docs/tracing.md)")
+    group.add_argument(
+        "--tracing-otlp-endpoint",
+        default="",
+        metavar="URL",
+        help="export spans over OTLP/HTTP to URL, e.g. http://127.0.0.1:4318/v1/traces "
+        "(default: no tracer; trace headers pass through untouched)",
+    )
+    group.add_argument(
+        "--tracing-sampling",
+        type=_percent,
+        default=1.0,
+        metavar="PERCENT",
+        help="sample this percent of requests that arrive without a sampling decision "
+        "(Istio's sampling; default 1)",
+    )
+    group.add_argument(
+        "--tracing-queue-size",
+        type=int,
+        default=2048,
+        metavar="SPANS",
+        help="spans waiting for export at most; more are dropped and counted (default 2048)",
+    )
+    group.add_argument(
+        "--tracing-flush-interval",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="seconds between span exports (default 5)",
+    )
+
+
+def _percent(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 100.0:
+        raise argparse.ArgumentTypeError(f"expected a percentage from 0 to 100, got {text!r}")
+    return value
 
 
 def _config_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -270,6 +314,10 @@ def _settings(args: argparse.Namespace, role: RoleDefaults) -> GatewaySettings:
             max_gateway_hops=args.max_gateway_hops,
             hop_secret=_secret(args.hop_secret_file, "GATEWAY_HOP_SECRET") or settings.hop_secret,
             workers=args.workers,
+            tracing_endpoint=args.tracing_otlp_endpoint,
+            tracing_sampling=args.tracing_sampling,
+            tracing_queue_size=args.tracing_queue_size,
+            tracing_flush_interval=args.tracing_flush_interval,
         )
     return settings
 

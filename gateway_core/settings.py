@@ -65,6 +65,16 @@ class GatewaySettings:
     """Worker processes (``--workers``); 1 runs one process without a supervisor. Each worker
     has its own rate-limit buckets with a 1/N share of every limit
     (``proxy/token_bucket.worker_share``)."""
+    tracing_endpoint: str = ""
+    """OTLP/HTTP traces URL (``http://collector:4318/v1/traces``); empty: no tracer, trace
+    fields pass through untouched (docs/tracing.md)."""
+    tracing_sampling: float = 1.0
+    """Percent of requests without a caller's sampling decision that are sampled (Istio's
+    ``sampling``, default 1)."""
+    tracing_queue_size: int = 2048
+    """Spans waiting for export at most; more are dropped and counted."""
+    tracing_flush_interval: float = 5.0
+    """Seconds between span exports (a full batch of 512 goes at once)."""
     rng_seed: int | None = None
     gateway_id: str = ""
     """This gateway's loop-guard id (``--gateway-id``); empty: ``<hostname>-<8 random hex

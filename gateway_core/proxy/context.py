@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from gateway_core.observability.metrics import GatewayMetrics
+    from gateway_core.observability.tracing import Tracer
     from gateway_core.proxy.flags import ResponseFlag
     from gateway_core.proxy.token_bucket import Limiter
+    from gateway_core.proxy.trace_context import TraceContext
     from gateway_core.routing.actions import WeightedCluster
     from gateway_core.routing.request import RequestHead
     from gateway_core.routing.route_table import RouteEntry
@@ -67,6 +69,9 @@ class ExchangeOutcome(Protocol):
     def upgrade(self) -> bool: ...
     @property
     def grpc_status(self) -> bytes | None: ...
+    @property
+    def trace(self) -> TraceContext | None:
+        """The gateway's span of this request; None without a tracer."""
 
 
 class GatewayContext(Protocol):
@@ -80,6 +85,10 @@ class GatewayContext(Protocol):
     def rng(self) -> random.Random: ...
     @property
     def sticky_key(self) -> bytes: ...
+    @property
+    def tracer(self) -> Tracer | None:
+        """None when tracing is off: trace fields then pass through untouched."""
+
     @property
     def health_path(self) -> bytes: ...
     @property

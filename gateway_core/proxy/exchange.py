@@ -29,6 +29,7 @@ from gateway_core.proxy.local_reply import DEFAULT_BODIES
 from gateway_core.proxy.mirror import send_mirrors
 from gateway_core.proxy.retry import IDEMPOTENT, RetryState, retriable_response
 from gateway_core.proxy.targets import choose_host, choose_target
+from gateway_core.proxy.trace_context import TraceContext
 from gateway_core.proxy.upstream_request import BUFFER_HIGH, FAILURES, UpstreamRequest
 from gateway_core.routing.actions import DEFAULT_RETRY, HeaderList, RouteAction, WeightedCluster
 from gateway_core.routing.matchers import RequestMatch
@@ -78,10 +79,12 @@ class Exchange:
         "response_at",
         "response_started",
         "retry",
+        "span_id",
         "start",
         "status",
         "sticky_cookie",
         "target",
+        "trace",
         "trace_id",
         "upgrade",
         "upstream",
@@ -105,6 +108,7 @@ class Exchange:
     _deadline: asyncio.TimerHandle | None
     wait: asyncio.TimerHandle | None
     req_trailers: HeaderList | None
+    trace: TraceContext | None
 
     def __init__(self, down: Downstream, req: RequestHead, req_framing: str, upgrade: bool) -> None:
         # Chained assignments: one of these is built for every request.
@@ -122,8 +126,10 @@ class Exchange:
         self.cluster_map = _NO_CLUSTERS
         self.entry = self.match = self.target = self.cluster = self.host = self.upstream = None
         self.sticky_cookie = self.hash_cookie = self.cors_origin = self._deadline = None
-        self.wait = self.req_trailers = self.auth = self.grpc_status = None
-        self.head = self.authority = self.request_id = self.trace_id = self.hops = b""
+        self.wait = self.req_trailers = self.auth = self.grpc_status = self.trace = None
+        self.head = self.authority = self.request_id = self.trace_id = self.hops = self.span_id = (
+            b""
+        )
         self.retry = RetryState(req_framing != "none")
 
     # -- routing ---------------------------------------------------------------------------
@@ -135,6 +141,10 @@ class Exchange:
             ok = runtime.ready and not runtime.draining
             self.local_reply(200 if ok else 503, None, b"ready\n" if ok else b"not ready\n")
             return
+        if runtime.tracer is not None:  # the span covers local answers too, as Envoy's does
+            self.request_id = req.headers.get(b"x-request-id") or new_request_id()
+            trace = self.trace = runtime.tracer.start(req.headers, self.request_id)
+            self.trace_id, self.span_id = trace.trace_id, trace.span_id
         # One read of the published state: a reload cannot change this request's view.
         self.cluster_map = runtime.clusters
         snapshot = runtime.snapshot
@@ -180,7 +190,7 @@ class Exchange:
         self.target, self.cluster = target, cluster
         retries = entry.retries
         self.retry.policy = DEFAULT_RETRY if retries is None else retries
-        self.request_id = req.headers.get(b"x-request-id") or new_request_id()
+        self.request_id = self.request_id or req.headers.get(b"x-request-id") or new_request_id()
         rewrite = entry.rewrite
         if rewrite is not None and rewrite.authority is not None:
             self.authority = rewrite.authority
@@ -204,6 +214,7 @@ class Exchange:
                 framing=self.req_framing,
                 upgrade=self.upgrade,
                 hops=self.hops,
+                trace=self.trace,
             )
         if self.request_done:
             if entry.timeout or entry.mirrors or b"grpc-timeout" in req.headers:

@@ -6,7 +6,8 @@ These protocols name what each side uses instead. ``Downstream`` is the client s
 exchange: ``DownstreamProtocol`` (an HTTP/1.1 connection) and ``H2Stream`` (an HTTP/2 stream)
 implement it. ``ExchangeView`` is what codecs and helpers read of an exchange, ``ClientExchange``
 what its client side drives; ``Exchange`` implements both. They are annotations only: nothing
-here runs on the request path, and this module imports only ``context`` of ``proxy/``.
+here runs on the request path, and this module imports only ``context`` (and, for
+annotations, ``trace_context``) of ``proxy/``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from gateway_core.proxy.context import ExchangeOutcome
 if TYPE_CHECKING:
     from gateway_core.proxy.client_info import TlsFacts
     from gateway_core.proxy.context import GatewayContext
+    from gateway_core.proxy.trace_context import TraceContext
     from gateway_core.routing.actions import HeaderList, WeightedCluster
     from gateway_core.routing.matchers import RequestMatch
     from gateway_core.routing.request import RequestHead
@@ -128,6 +130,8 @@ class ExchangeView(Protocol):
     def target(self) -> WeightedCluster | None: ...
     @property
     def cluster_map(self) -> Mapping[str, Cluster]: ...
+    @property
+    def trace(self) -> TraceContext | None: ...
 
 
 class AttemptFlow(Protocol):

@@ -11,6 +11,7 @@ from gateway_core.proxy.headers import (
     serialize_request,
     upstream_request_headers,
 )
+from gateway_core.proxy.trace_context import TraceContext
 from gateway_core.routing.actions import HeaderList, WeightedCluster
 from gateway_core.routing.loop_guard import HOPS_HEADER
 from gateway_core.routing.matchers import PrefixMatcher, RequestMatch
@@ -68,16 +69,18 @@ def request_head(
     upgrade: bool,
     body_length: int | None = None,
     hops: bytes = b"",
+    trace: TraceContext | None = None,
 ) -> bytes:
     """The upstream request head. ``body_length``: the body is sent whole with this length
     (a mirror of a buffered body) instead of in the client's framing. ``hops``: the
-    ``x-gateway-hops`` value (the loop guard's)."""
+    ``x-gateway-hops`` value (the loop guard's). ``trace``: the gateway's span, whose fields
+    replace the request's trace fields."""
     if entry.request_headers is not None or (
         target is not None and target.request_headers is not None
     ):
         return _request_head_with_ops(
             req, entry, target, match, authority, client_ip, trust_forwarded, request_id,
-            framing, upgrade, body_length, hops,
+            framing, upgrade, body_length, hops, trace,
         )  # fmt: skip
     # No header operations: serialise the fields straight away, in the order
     # ``upstream_request_headers`` lists them.
@@ -88,6 +91,8 @@ def request_head(
         original_authority=req.authority,
         trust_forwarded=trust_forwarded,
     )
+    if trace is not None:
+        kept = trace.upstream(kept)
     if entry.rewrite is None:
         path = req.path + b"?" + req.query if req.query else req.path
     else:
@@ -146,9 +151,11 @@ def _request_head_with_ops(
     upgrade: bool,
     body_length: int | None,
     hops: bytes,
+    trace: TraceContext | None,
 ) -> bytes:
     """``request_head`` when header operations apply: they see (and may replace) every field,
-    the gateway's own and the framing fields included."""
+    the gateway's own and the framing fields included; the trace fields go in last (Envoy
+    injects them after the route's header operations)."""
     headers = upstream_request_headers(
         req.raw_headers,
         authority=authority,
@@ -165,6 +172,8 @@ def _request_head_with_ops(
         headers = entry.request_headers.apply(headers)
     if target is not None and target.request_headers is not None:
         headers = target.request_headers.apply(headers)
+    if trace is not None:
+        headers = trace.upstream(headers)
     return serialize_request(req.method, upstream_target(req, entry, match), headers)
 
 
@@ -222,6 +231,8 @@ def request_fields(ex: ExchangeView) -> tuple[bytes, bytes, bytes, HeaderList]:
         headers = entry.request_headers.apply(headers)
     if target is not None and target.request_headers is not None:
         headers = target.request_headers.apply(headers)
+    if ex.trace is not None:
+        headers = ex.trace.upstream(headers)
     authority = ex.authority
     fields: HeaderList = []
     for field in headers:

@@ -168,6 +168,7 @@ def send_mirrors(ex: ExchangeView, body: bytes) -> None:
             upgrade=False,
             body_length=len(body),
             hops=ex.hops,
+            trace=ex.trace,
         )
         pool = cluster.pool_for(host, authority)
         head_request = ex.req.method == b"HEAD"

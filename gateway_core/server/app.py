@@ -17,7 +17,7 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -26,6 +26,7 @@ from gateway_core.config.diagnostics import Severity
 from gateway_core.observability.access_log import AccessLog
 from gateway_core.observability.istio_metrics import SourceInfo
 from gateway_core.observability.metrics import GatewayMetrics
+from gateway_core.observability.tracing import TracingCollector
 from gateway_core.pipeline import BuildResult, build_snapshot
 from gateway_core.proxy.h2_upstream import H2UpstreamConnection
 from gateway_core.proxy.upstream_conn import UpstreamConnection
@@ -46,6 +47,9 @@ from gateway_core.upstream.lb.tables import thread_offload
 from gateway_core.upstream.shared_hosts import OutcomeSink
 from gateway_core.utils.clock import MonotonicClock
 from gateway_core.utils.tasks import background, spawn
+
+if TYPE_CHECKING:  # the OpenTelemetry SDK is imported only when tracing is on
+    from gateway_core.observability.span_export import OtlpSpanSink
 
 _log = logging.getLogger("gateway")
 
@@ -107,6 +111,12 @@ class Gateway:
         self.listeners = ListenerSet(
             self.runtime, shared=follower is not None, reserve=reserve_ports
         )
+        self.span_sink: OtlpSpanSink | None = None
+        if settings.tracing_endpoint:
+            from gateway_core.observability.span_export import build_tracing
+
+            self.runtime.tracer, self.span_sink = build_tracing(settings, rng)
+        self.registry.register(TracingCollector(settings.tier, self.span_sink))
         self.runtime.listeners = self.listeners
         self.metrics.tls_certificates = self.listeners.certificate_expiry
         self._reload_lock = asyncio.Lock()
@@ -301,6 +311,8 @@ class Gateway:
         await self.runtime.cluster_manager.close()
         await self.runtime.jwt_keys.close()
         self.runtime.access_log.close()
+        if self.span_sink is not None:  # what is queued goes out, within 5 s
+            await asyncio.get_running_loop().run_in_executor(None, self.span_sink.close, 5.0)
         if self._admin is not None:
             await self._admin.cleanup()
 

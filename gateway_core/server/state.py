@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from gateway_core.observability.access_log import AccessLog
 from gateway_core.observability.istio_metrics import grpc_status_label
 from gateway_core.observability.metrics import ClusterSample, GatewayMetrics
+from gateway_core.observability.tracing import Tracer
 from gateway_core.proxy.grpc import is_grpc
 from gateway_core.proxy.token_bucket import Limiter, RateLimits
 from gateway_core.routing.ratelimit import RateLimitSpec
@@ -101,6 +102,8 @@ class GatewayRuntime:
         self.workers_info: Callable[[], list[dict[str, object]]] | None = None
         """With ``--workers N``: each worker's pid and the version it serves (``/config_dump``)."""
         self.sticky_key = settings.sticky_secret or os.urandom(32)
+        self.tracer: Tracer | None = None
+        """Set by the process when ``--tracing-otlp-endpoint`` is given."""
         self.health_path = settings.health_path.encode() if settings.health_path else b"\x00"
         metrics.clusters_source = self.cluster_samples
         metrics.downstream_cx_active = lambda: len(self.connections)
@@ -161,6 +164,8 @@ class GatewayRuntime:
             )
         flags_text = ",".join(flags) or "-"
         self._record_istio(ex, duration, flags_text)
+        if self.tracer is not None:
+            self.tracer.finish(ex, now)
         log = self.access_log
         if log.enabled:
             req = ex.req

@@ -42,6 +42,7 @@ READER_DOCS = ("README.md", "docs/lab.md")
 HOST_DOCS = (
     *READER_DOCS,
     "docs/operations.md",
+    "docs/tracing.md",
     "docs/load-balancing.md",
     "docs/kubernetes.md",
     "docs/benchmarks.md",

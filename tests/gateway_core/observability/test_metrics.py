@@ -10,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from certs.generate import LEAF_VALIDITY
 from gateway_core.observability.metrics import FOLD_EVERY, ClusterSample, GatewayMetrics
+from gateway_core.observability.tracing import TracingCollector
 from gateway_core.pipeline import build_snapshot
 from gateway_core.security.jwks_store import JwksStore, UriState
 from gateway_core.server.workers import WorkerHandle, WorkerStats
@@ -148,6 +149,7 @@ def test_every_metric_the_docs_name_is_exported() -> None:
     jwt_keys._uris["https://issuer/jwks"] = UriState("https://issuer/jwks", 5.0)  # one URI known
     registry.register(jwt_keys.collector("tier2"))
     registry.register(WorkerStats("tier2", lambda: [WorkerHandle(0)]))  # --workers N
+    registry.register(TracingCollector("tier2", None))  # the process registers it beside
     text = generate_latest(registry).decode()
     families = list(text_string_to_metric_families(text))
     # Series names, and the family name of a histogram (its _bucket/_sum/_count share it).

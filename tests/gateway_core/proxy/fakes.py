@@ -28,6 +28,7 @@ class FakeRuntime:
         self.metrics = GatewayMetrics(CollectorRegistry(), "test")
         self.rng = random.Random(1)
         self.sticky_key = b"k" * 32
+        self.tracer: Any = None
         self.health_path = b"/healthz/ready"
         self.ready = True
         self.draining = False
