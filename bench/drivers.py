@@ -88,6 +88,7 @@ def run(
             connections=connections,
             load_cpu=pin.load,
             proxy_cpu=pin.proxy,
+            headers=path.load.headers,
         )
     if path.load.tool == "h2load":
         return h2load.measure(

@@ -2,7 +2,9 @@
 
 HTTP/1.1 paths (the default set, bench/topology.py): ``a``, ``b-*``, ``c-*`` with wrk. On
 request only (``--only``): ``b-ours-trace-1`` / ``b-ours-trace-100``, ``b-ours`` with a tracer
-sampling 1 % / 100 % that exports to a local OTLP sink (bench/otlp_sink.py).
+sampling 1 % / 100 % that exports to a local OTLP sink (bench/otlp_sink.py); ``b-ours-jwt``,
+``b-ours`` with a RequestAuthentication rule (ES256, inline JWKS) and wrk sending a valid token
+with every request.
 
 HTTP/2 paths, h2load over TLS with ALPN h2, to the same HTTP/1.1 pod:
 
@@ -23,10 +25,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from pathlib import Path
 
 from bench import configs, drivers
 from bench.procs import Proc, StartError
 from bench.topology import PATH_KEYS, BenchPath, Load, Topology, build_http1
+from gateway_lab.jwt_issuer import ISSUER, ensure_issuer_key, jwks_document, mint
 
 H2_SHAPES = {"1x100": (1, 100), "10x10": (10, 10)}
 H2_KEYS = tuple(f"h2-{impl}-{shape}" for shape in H2_SHAPES for impl in ("ours", "nginx"))
@@ -34,7 +38,9 @@ GRPC_SHAPE = (10, 10)
 GRPC_KEYS = ("grpc-direct", "grpc-ours", "grpc-nginx")
 TRACE_KEYS = ("b-ours-trace-1", "b-ours-trace-100")
 """``b-ours`` with a tracer sampling 1 % / 100 %, exporting to bench/otlp_sink.py."""
-ALL_KEYS = PATH_KEYS + TRACE_KEYS + H2_KEYS + GRPC_KEYS
+JWT_KEYS = ("b-ours-jwt",)
+"""``b-ours`` verifying a JWT on every request (the issue's "JWT rule on")."""
+ALL_KEYS = PATH_KEYS + TRACE_KEYS + JWT_KEYS + H2_KEYS + GRPC_KEYS
 GROUPS = {"h1": PATH_KEYS, "h2": H2_KEYS, "grpc": GRPC_KEYS}
 
 
@@ -117,6 +123,8 @@ def _build(topo: Topology, key: str, port: int, pod: Proc) -> BenchPath:
         listen, gw = topo.ours_single(port, access_log="off", name=key, extra=tracing)
         label = f"(b) Tier-2, tracing sampled at {percent} % to a local OTLP sink"
         return BenchPath(key, "b", "ours", label, f"http://127.0.0.1:{listen}/", (gw,), pod)
+    if key in JWT_KEYS:
+        return _jwt_path(topo, key, port, pod)
     kind, impl, *rest = key.split("-")
     if kind == "h2":
         if impl == "ours":
@@ -140,3 +148,28 @@ def _build(topo: Topology, key: str, port: int, pod: Proc) -> BenchPath:
     target = f"127.0.0.1:{listen}"
     load = Load("grpc_load", channels, calls, target)
     return BenchPath(key, "grpc", impl, _label(key), f"grpc://{target}", proxies, pod, load)
+
+
+def _jwt_path(topo: Topology, key: str, port: int, pod: Proc) -> BenchPath:
+    """``b-ours`` with a RequestAuthentication rule of the lab's issuer (its key made in the
+    bench's workdir, its JWKS inline) and wrk presenting one valid ES256 token throughout."""
+    rule = jwt_rule(topo.workdir)
+    listen, gw = topo.ours_single(port, access_log="off", name=key, extra_yaml=(rule,))
+    token = mint(topo.workdir, "bench", [], ttl=86400)
+    load = Load(headers=(f"Authorization: Bearer {token}",))
+    label = "(b) Tier-2, a JWT rule verifying every request's token"
+    return BenchPath(key, "b", "ours", label, f"http://127.0.0.1:{listen}/", (gw,), pod, load)
+
+
+def jwt_rule(workdir: Path) -> str:
+    """A RequestAuthentication of the lab issuer whose key is (made) in ``workdir``, with its
+    JWKS inline (no fetch during a benchmark)."""
+    ensure_issuer_key(workdir)
+    return f"""apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {{name: bench-jwt}}
+spec:
+  jwtRules:
+  - issuer: {ISSUER}
+    jwks: '{jwks_document(workdir)}'
+"""

@@ -109,10 +109,12 @@ def wait_until(
     raise StartError(f"{proc.name}: no {what} after {timeout:.0f}s:\n{proc.log_tail()}")
 
 
-def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    """Status and body of a GET; (0, b"") when nothing answers."""
+def http_get(url: str, timeout: float = 2.0, headers: Sequence[str] = ()) -> tuple[int, bytes]:
+    """Status and body of a GET (``headers``: ``Name: value`` lines); (0, b"") when nothing
+    answers."""
+    request = urllib.request.Request(url, headers=dict(h.split(": ", 1) for h in headers))
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
             return int(resp.status), bytes(resp.read())
     except urllib.error.HTTPError as err:
         return int(err.code), err.read()

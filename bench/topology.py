@@ -56,6 +56,8 @@ class Load:
     streams: int = 0
     """Concurrent streams per connection, or calls in flight per channel."""
     target: str = ""
+    headers: tuple[str, ...] = ()
+    """Request header lines wrk sends (``Name: value``)."""
     """host:port the load generator really connects to (h2load ``--connect-to``, gRPC)."""
 
 
@@ -201,10 +203,18 @@ class Topology:
         return port, self.start_nginx(name, conf, self.pin.proxies, port)
 
     def ours_single(
-        self, backend: int, *, access_log: str, name: str, extra: Sequence[str] = ()
+        self,
+        backend: int,
+        *,
+        access_log: str,
+        name: str,
+        extra: Sequence[str] = (),
+        extra_yaml: Sequence[str] = (),
     ) -> tuple[int, Proc]:
+        """Our Tier-2 in front of ``backend``; ``extra``: more flags; ``extra_yaml``: more
+        Istio documents in its configuration."""
         port = free_port()
-        yaml = configs.istio_gateway(port, Upstream(backend))
+        yaml = "---\n".join((configs.istio_gateway(port, Upstream(backend)), *extra_yaml))
         return port, self.start_gateway(name, "tier2", yaml, access_log=access_log, extra=extra)
 
     def ours_chain(self, backend: int, *, tls: bool, name: str) -> tuple[int, tuple[Proc, Proc]]:
@@ -281,7 +291,7 @@ PATH_KEYS = (
 
 def check_http(path: BenchPath) -> None:
     """An HTTP/1.1 path answers ``200 ok`` end to end."""
-    status, body = http_get(path.url)
+    status, body = http_get(path.url, headers=path.load.headers)
     if status != 200 or body != b"ok":
         logs = "\n".join(f"--- {p.name} log:\n{p.log_tail()}" for p in path.proxies)
         raise RuntimeError(f"{path.key}: GET {path.url} gave {status} {body[:80]!r}\n{logs}")

@@ -56,9 +56,13 @@ def parse_wrk(output: str) -> WrkReport:
     )
 
 
-def wrk_argv(url: str, *, duration: float, connections: int, cpu: int | None) -> list[str]:
-    argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency", url]
-    return pinned(argv, cpu)
+def wrk_argv(
+    url: str, *, duration: float, connections: int, cpu: int | None, headers: Sequence[str] = ()
+) -> list[str]:
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency"]
+    for header in headers:
+        argv += ["-H", header]
+    return pinned([*argv, url], cpu)
 
 
 def measure(
@@ -70,8 +74,9 @@ def measure(
     connections: int,
     load_cpu: int | None,
     proxy_cpu: int | None,
+    headers: Sequence[str] = (),
 ) -> RunResult:
-    argv = wrk_argv(url, duration=duration, connections=connections, cpu=load_cpu)
+    argv = wrk_argv(url, duration=duration, connections=connections, cpu=load_cpu, headers=headers)
     return measure_command(
         argv,
         parse_wrk,

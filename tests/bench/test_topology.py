@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from bench import configs, drivers, environment
-from bench.paths import ALL_KEYS, GRPC_KEYS, H2_KEYS, TRACE_KEYS, build_paths, select
+from bench.paths import (
+    ALL_KEYS,
+    GRPC_KEYS,
+    H2_KEYS,
+    JWT_KEYS,
+    TRACE_KEYS,
+    build_paths,
+    select,
+)
 from bench.procs import ProcessSet, http_get
 from bench.topology import PATH_KEYS, Pinning, Topology
 from certs.generate import generate_lab_certs
@@ -79,8 +87,9 @@ def test_path_selection_by_group_and_key() -> None:
         "h2-nginx-1x100",
         *GRPC_KEYS,
     )
-    # Every path but the traced ones, which only --only names.
-    assert select(["h1", "h2", "grpc"], []) == tuple(k for k in ALL_KEYS if k not in TRACE_KEYS)
+    # Every path but the traced and JWT ones, which only --only names.
+    only_named = (*TRACE_KEYS, *JWT_KEYS)
+    assert select(["h1", "h2", "grpc"], []) == tuple(k for k in ALL_KEYS if k not in only_named)
     with pytest.raises(ValueError, match="unknown paths"):
         select(["h2"], ["h3-ours"])
 
