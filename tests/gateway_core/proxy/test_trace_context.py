@@ -235,7 +235,7 @@ def test_http2_upstream_fields_carry_the_gateway_span() -> None:
     down = SimpleNamespace(client_ip_bytes=b"10.0.0.1", trust_forwarded=False)
     ex = SimpleNamespace(
         req=req, entry=route, down=down, authority=b"up", request_id=RID, target=None,
-        match=None, trace=trace,
+        match=None, trace=trace, hops=b"",
     )  # fmt: skip
     _, _, _, got = request_fields(ex)  # type: ignore[arg-type]
     assert [v for n, v in got if n == b"traceparent"] == [
