@@ -231,10 +231,11 @@ def _config_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
     p.add_argument(
         "--config",
         nargs="+",
+        action="extend",  # ``--config a --config b`` loads both, as ``--config a b`` does
         required=required,
         metavar="PATH",
         default=[],
-        help="Istio YAML files or directories",
+        help="Istio YAML files or directories (repeatable)",
     )
     p.add_argument("--cluster-name", default="")
     p.add_argument("--locality", default="", metavar="REGION/ZONE/SUBZONE")

@@ -17,6 +17,10 @@ from typing import Any
 import pytest
 import yaml
 
+from gateway_core.cli import _parser
+from tier1_gateway.cli import ROLE as TIER1_ROLE
+from tier2_gateway.cli import ROLE as TIER2_ROLE
+
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "deploy" / "compose"
 LAB = REPO / "deploy" / "lab"
@@ -195,6 +199,10 @@ def test_gateways_load_the_lab_yaml_read_only(
         cluster = name.removeprefix("tier2-") if name.startswith("tier2-") else None
         spec = topology["clusters"][cluster] if cluster else topology["tier1"]
         assert flags(command)["--config"] == [f"{LAB_MOUNT}/{c}" for c in spec["config"]]
+        # ... as the gateway's own parser reads the command (a repeated flag must not drop one)
+        role = TIER1_ROLE if command[0] == "tier1" else TIER2_ROLE
+        parsed = _parser(role).parse_args(["run", *command[1:]])
+        assert parsed.config == [f"{LAB_MOUNT}/{c}" for c in spec["config"]]
         assert single(command, "--locality") == spec["locality"]
         assert single(command, "--bind-address") == "0.0.0.0"
         assert single(command, "--cert-dir") == CERT_DIR

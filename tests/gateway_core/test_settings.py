@@ -59,3 +59,12 @@ def test_max_gateway_hops_must_be_positive(capsys: pytest.CaptureFixture[str]) -
     with pytest.raises(SystemExit):
         settings("--max-gateway-hops", "0")
     assert "expected a positive number" in capsys.readouterr().err
+
+
+def test_repeated_config_flags_load_every_path() -> None:
+    """``--config a --config b`` loads both (a later flag never drops an earlier one), like
+    ``--config a b``."""
+    parser = _parser(ROLE)
+    repeated = parser.parse_args(["run", "--config", "a", "--config", "b", "c"])
+    assert repeated.config == ["a", "b", "c"]
+    assert parser.parse_args(["run", "--config", "a", "b"]).config == ["a", "b"]
