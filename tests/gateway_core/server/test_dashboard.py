@@ -19,6 +19,7 @@ import pytest
 from cryptography import x509
 
 from certs.generate import generate_lab_certs
+from gateway_core.server.dashboard import MIN_SAMPLE_GAP
 from tests.conftest import free_port
 from tests.functional.support import config
 from tests.gateway_core.server.ops_testkit import wait_for
@@ -74,7 +75,16 @@ async def _get(url: str, **kwargs: Any) -> tuple[int, str, str, dict[str, str]]:
         return r.status, r.content_type, await r.text(), dict(r.headers)
 
 
+_LAST_SAMPLE: dict[int, float] = {}
+
+
 async def _state(harness: GatewayHarness) -> dict[str, Any]:
+    """A new sample: the endpoint serves a sample younger than ``MIN_SAMPLE_GAP`` again by
+    design (streams share samples), so a call that soon after the last one waits it out."""
+    since = time.monotonic() - _LAST_SAMPLE.get(id(harness), float("-inf"))
+    if since < MIN_SAMPLE_GAP + 0.02:
+        await asyncio.sleep(MIN_SAMPLE_GAP + 0.02 - since)
+    _LAST_SAMPLE[id(harness)] = time.monotonic()
     status, content_type, text, _ = await _get(harness.admin + "/dashboard/state")
     assert (status, content_type) == (200, "application/json")
     doc: dict[str, Any] = json.loads(text)
