@@ -11,34 +11,17 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
+from gateway_core.proxy.interfaces import AnsweringExchange
 from gateway_core.security.authz import DENIED_BODY, AccessFacts, AuthorizationFilter
 
 if TYPE_CHECKING:
-    from gateway_core.proxy.flags import ResponseFlag
-    from gateway_core.proxy.interfaces import Downstream
-    from gateway_core.routing.actions import HeaderList
-    from gateway_core.routing.request import RequestHead
     from gateway_core.security.principal import RequestAuth
 
 
-class AuthzTarget(Protocol):
+class AuthzTarget(AnsweringExchange, Protocol):
     """What authorization uses of an exchange (``filters.FilterTarget`` includes it)."""
 
     auth: RequestAuth | None
-
-    @property
-    def down(self) -> Downstream: ...
-    @property
-    def req(self) -> RequestHead: ...
-    def local_reply(
-        self,
-        status: int,
-        flag: ResponseFlag | None,
-        body: bytes | None = None,
-        extra: HeaderList | None = None,
-        *,
-        grpc_status: int | None = None,
-    ) -> None: ...
 
 
 _log = logging.getLogger("gateway.authz")

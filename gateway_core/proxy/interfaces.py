@@ -21,6 +21,7 @@ from gateway_core.proxy.context import ExchangeOutcome
 if TYPE_CHECKING:
     from gateway_core.proxy.client_info import TlsFacts
     from gateway_core.proxy.context import GatewayContext
+    from gateway_core.proxy.flags import ResponseFlag
     from gateway_core.proxy.trace_context import TraceContext
     from gateway_core.routing.actions import HeaderList, WeightedCluster
     from gateway_core.routing.matchers import RequestMatch
@@ -164,3 +165,22 @@ class ClientExchange(ExchangeView, ExchangeOutcome, Protocol):
     def stream_idle(self) -> None: ...
     def downstream_lost(self) -> None: ...
     def internal_error(self) -> None: ...
+
+
+class AnsweringExchange(Protocol):
+    """What a gateway-wide filter (loop guard, authorization, rate limit) uses of an exchange:
+    its request, its client side, and a way to answer it (``Exchange`` implements it)."""
+
+    @property
+    def req(self) -> RequestHead: ...
+    @property
+    def down(self) -> Downstream: ...
+    def local_reply(
+        self,
+        status: int,
+        flag: ResponseFlag | None,
+        body: bytes | None = None,
+        extra: HeaderList | None = None,
+        *,
+        grpc_status: int | None = None,
+    ) -> None: ...

@@ -17,35 +17,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 from gateway_core.proxy.flags import ResponseFlag
+from gateway_core.proxy.interfaces import AnsweringExchange
 from gateway_core.routing.loop_guard import HOPS_HEADER, LoopGuardSpec
 
 if TYPE_CHECKING:
-    from gateway_core.proxy.interfaces import Downstream
-    from gateway_core.routing.actions import HeaderList
-    from gateway_core.routing.request import RequestHead
+    pass
 
 LOOP_BODY = b"loop detected: this request already passed through this gateway\n"
 HOPS_BODY = b"loop detected: too many gateway hops\n"
 
 
-class HopTarget(Protocol):
+class HopTarget(AnsweringExchange, Protocol):
     """What the loop guard uses of an exchange (``Exchange`` implements it)."""
 
     hops: bytes
-
-    @property
-    def req(self) -> RequestHead: ...
-    @property
-    def down(self) -> Downstream: ...
-    def local_reply(
-        self,
-        status: int,
-        flag: ResponseFlag | None,
-        body: bytes | None = None,
-        extra: HeaderList | None = None,
-        *,
-        grpc_status: int | None = None,
-    ) -> None: ...
 
 
 def counted_entries(spec: LoopGuardSpec, value: bytes, trusted: bool) -> list[bytes]:

@@ -14,37 +14,22 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from gateway_core.proxy.flags import ResponseFlag
+from gateway_core.proxy.interfaces import AnsweringExchange
 from gateway_core.proxy.token_bucket import Limiter
 from gateway_core.routing.ratelimit import KeySource, RateLimitSpec
 
 if TYPE_CHECKING:
-    from gateway_core.proxy.interfaces import Downstream
     from gateway_core.routing.actions import HeaderList
-    from gateway_core.routing.request import RequestHead
     from gateway_core.security.principal import RequestAuth
 
 BODY = b"local_rate_limited"
 """Envoy's body for a request its local rate limit refused."""
 
 
-class LimitTarget(Protocol):
+class LimitTarget(AnsweringExchange, Protocol):
     """What a rate limit reads of an exchange (``Exchange`` implements it)."""
 
     auth: RequestAuth | None
-
-    @property
-    def req(self) -> RequestHead: ...
-    @property
-    def down(self) -> Downstream: ...
-    def local_reply(
-        self,
-        status: int,
-        flag: ResponseFlag | None,
-        body: bytes | None = None,
-        extra: HeaderList | None = None,
-        *,
-        grpc_status: int | None = None,
-    ) -> None: ...
 
 
 def descriptor_value(ex: LimitTarget, spec: RateLimitSpec) -> bytes | None:
