@@ -5,13 +5,17 @@ per-worker breaker shares and the SIGTERM drain."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 from tests.conftest import free_port
@@ -114,6 +118,28 @@ async def test_a_killed_worker_loses_only_its_in_flight_requests_and_is_back_fas
         await asyncio.sleep(0.02)
         return web.Response(text="ok")
 
+    with migrating_reuseport_requests():
+        await _kill_one_worker_under_load(tmp_path, slow)
+
+
+@contextlib.contextmanager
+def migrating_reuseport_requests() -> Iterator[None]:
+    """``net.ipv4.tcp_migrate_req=1`` for the test (docs/operations.md, worker processes):
+    without it, a client that reconnects in the millisecond while the killed worker's listening
+    socket is torn down lands in that socket's queue and is reset, a second failure."""
+    knob = Path("/proc/sys/net/ipv4/tcp_migrate_req")
+    try:
+        before = knob.read_text().strip()
+        knob.write_text("1\n")
+    except OSError as exc:
+        pytest.skip(f"cannot set {knob} ({exc}): reuseport requests would not migrate")
+    try:
+        yield
+    finally:
+        knob.write_text(before + "\n")
+
+
+async def _kill_one_worker_under_load(tmp_path: Path, slow: Any) -> None:
     runner, up = await named_upstream("up", slow)
     port = free_port()
     yaml_text = config(port, "  - route: [{destination: {host: up.svc}}]", {"up.svc": [up]})
