@@ -65,6 +65,8 @@ class ClusterManager:
         self._tls_store = tls_store
         self._retire_delay = retire_delay
         self.clusters: dict[str, Cluster] = {}
+        self._retiring: set[Cluster] = set()
+        """Removed clusters waiting out the drain delay; ``close`` stops them at once."""
 
     def get(self, key: str) -> Cluster | None:
         return self.clusters.get(key)
@@ -107,8 +109,12 @@ class ClusterManager:
             background(self._retire(retired), name="retire clusters")
 
     async def close(self) -> None:
+        """Stop every cluster, the live ones and those still draining after a reload (their
+        health-check clients and pools would otherwise outlive the gateway)."""
         clusters, self.clusters = self.clusters, {}
-        await asyncio.gather(*(c.stop() for c in clusters.values()), return_exceptions=True)
+        retiring, self._retiring = list(self._retiring), set()
+        stopping = [*clusters.values(), *retiring]
+        await asyncio.gather(*(c.stop() for c in stopping), return_exceptions=True)
 
     @staticmethod
     def _existing_hosts(spec: ClusterSpec, old: Cluster | None) -> dict[HostKey, Host]:
@@ -125,8 +131,11 @@ class ClusterManager:
             _log_failure(task)
 
     async def _retire(self, clusters: list[Cluster]) -> None:
+        self._retiring.update(clusters)
         await asyncio.sleep(self._retire_delay)
-        await asyncio.gather(*(c.stop() for c in clusters), return_exceptions=True)
+        due = [c for c in clusters if c in self._retiring]  # close() may have stopped them
+        self._retiring.difference_update(due)
+        await asyncio.gather(*(c.stop() for c in due), return_exceptions=True)
 
 
 def _log_failure(task: asyncio.Future[None]) -> None:

@@ -85,6 +85,11 @@ class HealthChecker:
     def health(self) -> Mapping[HostKey, HostHealth]:
         return self._health
 
+    @property
+    def running(self) -> bool:
+        """Started and not yet stopped (its probing loop and client are open)."""
+        return self._task is not None
+
     async def start(self) -> None:
         """Open the client and start the loop; the first round runs immediately."""
         if self._task is not None:
