@@ -20,6 +20,7 @@ MODULES = (
     "gateway_core.proxy.client_conn",
     "gateway_core.proxy.downstream",
     "gateway_core.proxy.exchange",
+    "gateway_core.proxy.exchange_state",
     "gateway_core.proxy.filters",
     "gateway_core.proxy.headers",
     "gateway_core.proxy.http1_wire",
