@@ -13,8 +13,8 @@ from gateway_core.config.common import StringMatch
 from gateway_core.config.regex import compile_regex, compile_rewrite
 from gateway_core.config.resources import Resource
 from gateway_core.config.security import CLAIM_PREFIX
-from gateway_core.config.validation.http_actions import GRPC_STATUS_CODES
 from gateway_core.config.virtual_service import (
+    GRPC_STATUS_CODES,
     CorsPolicy,
     HeaderOperations,
     HTTPFaultInjection,

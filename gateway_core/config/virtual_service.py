@@ -14,6 +14,20 @@ from pydantic import Field, model_validator
 from gateway_core.config._base import ApiModel, Duration
 from gateway_core.config.common import Percent, PortSelector, StringMatch
 
+GRPC_STATUS_CODES: dict[str, int] = {
+    name: code
+    for code, name in enumerate(
+        (
+            "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+            "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+            "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+            "UNAUTHENTICATED",
+        )
+    )
+}  # fmt: skip
+"""gRPC status names as Istio's ``grpcStatus`` writes them, and their codes (validation
+checks ``grpcStatus`` against it, the compiler maps it)."""
+
 
 class HTTPMatchRequest(ApiModel):
     """Istio ``HTTPMatchRequest``: all set conditions must hold (AND)."""

@@ -23,14 +23,17 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
-import aiohttp
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from gateway_core.security.authn import JwtAuthnSpec, Verified
 from gateway_core.security.jwks import MAX_JWKS_BYTES, JwksError, KeySet, parse_jwks
 from gateway_core.utils.tasks import spawn
+
+if TYPE_CHECKING:  # aiohttp is imported at the first fetch: worker processes never fetch
+    import aiohttp
 
 _log = logging.getLogger("gateway.jwks")
 
@@ -168,7 +171,7 @@ class JwksStore:
         """One GET of the URI; True when it gave a usable key set (now published)."""
         state.last_attempt = self._monotonic()
         try:
-            keys, notes = await self._get(state.uri, aiohttp.ClientTimeout(total=state.timeout))
+            keys, notes = await self._get(state.uri, state.timeout)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # every way a fetch can fail is counted the same way
@@ -185,12 +188,14 @@ class JwksStore:
             self._keys = MappingProxyType({**self._keys, state.uri: keys})
         return True
 
-    async def _get(self, uri: str, limit: aiohttp.ClientTimeout) -> tuple[KeySet, list[str]]:
+    async def _get(self, uri: str, seconds: float) -> tuple[KeySet, list[str]]:
+        import aiohttp
+
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(trust_env=False)
         async with self._session.get(
             uri,
-            timeout=limit,
+            timeout=aiohttp.ClientTimeout(total=seconds),
             allow_redirects=False,
             headers={"accept": "application/json"},
         ) as resp:

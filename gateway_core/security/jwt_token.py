@@ -18,7 +18,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from gateway_core.security.jwks import ALGORITHMS, KeySet
+from gateway_core.security.jwks import ALGORITHM_NAMES, KeySet, algorithm
 
 CLOCK_SKEW = 60
 """Seconds of tolerance for ``exp``/``nbf``/``iat`` (Envoy's default)."""
@@ -77,7 +77,7 @@ def parse_jwt(token: str) -> ParsedJwt:
     alg = header.get("alg")
     if not isinstance(alg, str):
         raise JwtFailure(HEADER_BAD_ALG, "malformed")
-    if alg not in ALGORITHMS:
+    if alg not in ALGORITHM_NAMES:
         raise JwtFailure(HEADER_ALG_NOT_IMPLEMENTED, "unsupported_alg")
     kid = header.get("kid", "")
     if not isinstance(kid, str):
@@ -135,10 +135,10 @@ def verify_signature(jwt: ParsedJwt, keys: KeySet) -> None:
     candidates = keys.candidates(jwt.kid, jwt.alg)
     if not candidates:
         raise JwtFailure(KID_ALG_MISMATCH, "unknown_kid")
-    algorithm = ALGORITHMS[jwt.alg]
+    verifier = algorithm(jwt.alg)
     for key in candidates:
         try:
-            if algorithm.verify(jwt.signing_input, key.key, jwt.signature):
+            if verifier.verify(jwt.signing_input, key.key, jwt.signature):
                 return
         except (ValueError, TypeError):  # a signature of the wrong size for the key
             continue

@@ -19,7 +19,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, cast
 
-from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from gateway_core.config.diagnostics import Severity
@@ -27,16 +26,14 @@ from gateway_core.observability.access_log import AccessLog
 from gateway_core.observability.istio_metrics import SourceInfo
 from gateway_core.observability.metrics import GatewayMetrics
 from gateway_core.observability.tracing import TracingCollector
-from gateway_core.pipeline import BuildResult, build_snapshot
 from gateway_core.proxy.h2_upstream import H2UpstreamConnection
 from gateway_core.proxy.upstream_conn import UpstreamConnection
 from gateway_core.security.jwks_store import JwksStore
-from gateway_core.server.admin import build_admin_app
-from gateway_core.server.admin_auth import AdminAuth
 from gateway_core.server.listeners import ListenerSet
 from gateway_core.server.reload import ConfigWatcher
 from gateway_core.server.state import GatewayRuntime, RolloutError
 from gateway_core.settings import GatewaySettings
+from gateway_core.snapshot import NodeInfo
 from gateway_core.tls.common import TlsConfigError
 from gateway_core.upstream.client_tls import ClientContextStore
 from gateway_core.upstream.cluster import Cluster
@@ -48,12 +45,25 @@ from gateway_core.upstream.shared_hosts import OutcomeSink
 from gateway_core.utils.clock import MonotonicClock
 from gateway_core.utils.tasks import background, spawn
 
-if TYPE_CHECKING:  # the OpenTelemetry SDK is imported only when tracing is on
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    # The OpenTelemetry SDK is imported only when tracing is on, the admin server (aiohttp's
+    # web server, the dashboard) only by a process that serves it: never by a worker.
     from gateway_core.observability.span_export import OtlpSpanSink
+    from gateway_core.pipeline import BuildResult
 
 _log = logging.getLogger("gateway")
 
-Rollout = Callable[[BuildResult, dict[str, Cluster]], Awaitable[None]]
+Rollout = Callable[["BuildResult", dict[str, Cluster]], Awaitable[None]]
+
+
+def _build(paths: list[str], node: NodeInfo) -> BuildResult:
+    """Load, validate and compile (in an executor thread). The loader (YAML) is imported here:
+    worker processes are handed validated resources and never read configuration files."""
+    from gateway_core.pipeline import build_snapshot
+
+    return build_snapshot(paths, node)
 
 
 class Gateway:
@@ -149,8 +159,9 @@ class Gateway:
     # -- startup ---------------------------------------------------------------------------
     async def start(self) -> bool:
         await self._start_admin()
+        self._watcher.mark_loaded()  # a change made while this first load runs reloads after it
         result = await asyncio.get_running_loop().run_in_executor(
-            None, build_snapshot, list(self.settings.config_paths), self.settings.node()
+            None, _build, list(self.settings.config_paths), self.settings.node()
         )
         for diag in result.diagnostics:
             level = logging.ERROR if diag.severity is Severity.ERROR else logging.WARNING
@@ -179,6 +190,11 @@ class Gateway:
         return True
 
     async def _start_admin(self) -> None:
+        from aiohttp import web
+
+        from gateway_core.server.admin import build_admin_app
+        from gateway_core.server.admin_auth import AdminAuth
+
         try:
             auth = AdminAuth.load(
                 self.settings.admin_token_file, self.settings.admin_allow_unauthenticated_loopback
@@ -219,7 +235,7 @@ class Gateway:
     async def reload(self) -> bool:
         async with self._reload_lock:
             result = await asyncio.get_running_loop().run_in_executor(
-                None, build_snapshot, list(self.settings.config_paths), self.settings.node()
+                None, _build, list(self.settings.config_paths), self.settings.node()
             )
             runtime = self.runtime
             if result.snapshot is None:

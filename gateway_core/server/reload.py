@@ -14,8 +14,6 @@ import os
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from gateway_core.config.loader import CONFIG_SUFFIXES
-
 _log = logging.getLogger("gateway.reload")
 
 Signature = tuple[tuple[str, int, int, int], ...]
@@ -38,6 +36,8 @@ def files_signature(paths: Sequence[str]) -> Signature:
 
 
 def _config_files(root: Path) -> list[Path]:
+    from gateway_core.config.loader import CONFIG_SUFFIXES  # with YAML: not in workers
+
     out: list[Path] = []
     try:
         children = sorted(root.iterdir())
@@ -63,7 +63,9 @@ class ConfigWatcher:
         self._paths = list(paths)
         self._interval = interval
         self._on_change = on_change
-        self._last = files_signature(self._paths)
+        self._last: Signature = ()
+        """Set by ``mark_loaded``, which the gateway calls just before its first load (a worker,
+        which never watches files, never scans them)."""
 
     async def run(self) -> None:
         while True:
@@ -80,5 +82,6 @@ class ConfigWatcher:
             await self._on_change()
 
     def mark_loaded(self) -> None:
-        """After a SIGHUP reload: the files as they are now are the loaded state."""
+        """Before the first load and after a SIGHUP reload: the files as they are now are the
+        loaded state."""
         self._last = files_signature(self._paths)

@@ -26,8 +26,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography import x509
-
 from gateway_core.snapshot import ServerSpec, ServerTlsMode
 from gateway_core.tls.common import (
     FileSignature,
@@ -168,6 +166,8 @@ def _build_entry(
     try:
         ctx.load_cert_chain(tls.cert_file, tls.key_file)
         with open(tls.cert_file, "rb") as f:
+            from cryptography import x509  # control path; loaded with the first certificate
+
             leaf = x509.load_pem_x509_certificates(f.read())[0]
         for ca in cas:
             if ca:

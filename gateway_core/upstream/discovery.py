@@ -25,16 +25,16 @@ import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-
-import dns.asyncresolver
-import dns.exception
-import dns.nameserver
-import dns.resolver
+from typing import TYPE_CHECKING
 
 from gateway_core.snapshot import ClusterSpec, Discovery, EndpointSpec
 from gateway_core.upstream.host import Host, HostKey
 from gateway_core.utils.clock import Clock
 from gateway_core.utils.tasks import spawn
+
+if TYPE_CHECKING:  # dnspython is imported at the first query: worker processes never resolve
+    import dns.asyncresolver
+    import dns.resolver
 
 _MIN_SLEEP = 0.05
 """Floor for the refresh loop's sleep so a zero TTL and zero minimum cannot spin the loop."""
@@ -116,8 +116,19 @@ class DnsResolver:
     ) -> None:
         self._timeout = timeout
         self._hosts = HostsFile(hosts_file) if hosts_file else None
+        self._nameservers = nameservers
         self._resolver: dns.asyncresolver.Resolver | None = None
         self._config_error = ""
+        self._configured = False
+
+    def _configure(self) -> None:
+        """Build dnspython's resolver (reading /etc/resolv.conf without ``nameservers``)."""
+        import dns.asyncresolver
+        import dns.exception
+        import dns.nameserver
+
+        self._configured = True
+        nameservers, timeout = self._nameservers, self._timeout
         try:
             if nameservers is None:
                 resolver = dns.asyncresolver.Resolver()
@@ -142,6 +153,8 @@ class DnsResolver:
             return ResolveResult(("127.0.0.1",), math.inf)
         if self._hosts is not None and (listed := self._hosts.lookup(literal)):
             return ResolveResult(listed, HOSTS_FILE_TTL)
+        if not self._configured:
+            self._configure()
         if self._resolver is None:
             raise DnsError(f"cannot resolve {name!r}: {self._config_error}")
         a, aaaa = await asyncio.gather(
@@ -156,6 +169,8 @@ class DnsResolver:
             if not isinstance(a, Exception):
                 raise a
             raise DnsError(f"cannot resolve {name!r}: {self._describe(a)}")
+        import dns.resolver
+
         answers = [a] + ([aaaa] if isinstance(aaaa, dns.resolver.Answer) else [])
         addresses: dict[str, None] = {}
         ttls: list[float] = []
@@ -175,6 +190,8 @@ class DnsResolver:
         return await resolver.resolve(name, rdtype, raise_on_no_answer=False)
 
     def _describe(self, exc: BaseException) -> str:
+        import dns.resolver
+
         if isinstance(exc, dns.resolver.NXDOMAIN):
             return "NXDOMAIN (no such name)"
         if isinstance(exc, dns.resolver.LifetimeTimeout):

@@ -22,8 +22,7 @@ import logging
 import ssl
 from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
-
-import aiohttp
+from typing import TYPE_CHECKING
 
 from gateway_core.snapshot import HealthCheckPolicy
 from gateway_core.upstream.client_tls import ClientTlsSlot
@@ -31,6 +30,9 @@ from gateway_core.upstream.host import Host, HostKey
 from gateway_core.upstream.probe import Prober, ProbeResult
 from gateway_core.utils.clock import Clock
 from gateway_core.utils.tasks import spawn
+
+if TYPE_CHECKING:  # aiohttp is imported when probing starts: worker processes never probe
+    import aiohttp
 
 _log = logging.getLogger("gateway.health_check")
 
@@ -165,6 +167,8 @@ class HttpProber:
     def open(self) -> None:
         if self._session is not None:
             return
+        import aiohttp
+
         context = self._ssl_context_factory()
         self._scheme = "https" if context is not None else "http"
         # One probe per host at a time: rounds do not overlap, so one connection is enough.
@@ -188,6 +192,8 @@ class HttpProber:
         return ProbeResult(passed, status, error)
 
     async def _get(self, host: Host) -> tuple[int | None, str | None]:
+        import aiohttp
+
         session = self._session
         assert session is not None
         address = f"[{host.address}]" if ":" in host.address else host.address

@@ -10,7 +10,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -265,6 +265,57 @@ async def test_one_metrics_endpoint_counts_the_requests_of_every_worker(tmp_path
         assert prometheus_value(text, "gateway_workers", state="running") == 2
         assert prometheus_value(text, "gateway_downstream_cx_active") == sent / 5
         assert prometheus_value(text, "gateway_config_reloads_total", result="success") == 1
+    finally:
+        await tree.close()
+
+
+_CONTROL_PATH_LIBRARIES = (
+    "/aiohttp/",
+    "/multidict/",
+    "/yarl/",
+    "/cryptography/",
+    "/yaml/",
+    "/grpc/",
+)
+
+
+def _memory(pid: int) -> tuple[float, float, list[str]]:
+    """RSS and PSS in MiB, and the mapped files of control-path packages."""
+    sizes: dict[str, float] = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            key, *rest = line.split()
+            if key in ("Rss:", "Pss:"):
+                sizes[key] = int(rest[0]) / 1024
+    with open(f"/proc/{pid}/maps") as f:
+        paths = {line.split()[-1] for line in f if "/" in line}
+    return (
+        sizes["Rss:"],
+        sizes["Pss:"],
+        sorted(p for p in paths if any(lib in p for lib in _CONTROL_PATH_LIBRARIES)),
+    )
+
+
+async def test_a_serving_worker_loads_no_control_path_library(
+    tmp_path: Path, measured: Callable[[str], None]
+) -> None:
+    """Workers answer traffic, and neither the fork server nor a worker has the admin server's,
+    the JWT verifier's, the YAML loader's or gRPC's native libraries mapped (the supervisor,
+    which serves the admin port, has aiohttp's)."""
+    port = free_port()
+    tree = await GatewayTree(tmp_path, _direct(port, "v1")).start()
+    try:
+        by_pid = await clients_on_every_worker(tree, port, 4)
+        assert len(by_pid) == 2
+        assert tree.proc is not None
+        supervisor = _memory(tree.proc.pid)
+        assert any("/aiohttp/" in p for p in supervisor[2]), supervisor[2]
+        report = []
+        for pid in await tree.worker_pids():
+            rss, pss, control = _memory(pid)
+            assert control == [], f"worker {pid} maps {control}"
+            report.append(f"worker {pid}: RSS {rss:.1f} MiB, PSS {pss:.1f} MiB")
+        measured("; ".join(report) + f"; supervisor RSS {supervisor[0]:.1f} MiB")
     finally:
         await tree.close()
 

@@ -18,6 +18,7 @@ from gateway_core.config.validation._common import (
     regex_rewrite_error,
 )
 from gateway_core.config.virtual_service import (
+    GRPC_STATUS_CODES,
     Abort,
     CorsPolicy,
     Delay,
@@ -68,19 +69,6 @@ KNOWN_STATUS_CODES = frozenset(
         511,
     )
 )
-
-GRPC_STATUS_CODES: dict[str, int] = {
-    name: code
-    for code, name in enumerate(
-        (
-            "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-            "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-            "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
-            "UNAUTHENTICATED",
-        )
-    )
-}  # fmt: skip
-"""gRPC status names as Istio's ``grpcStatus`` writes them, and their codes."""
 
 CORS_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE", "*"}

@@ -48,6 +48,7 @@ async def test_watcher_calls_back_once_per_settled_change(tmp_path: Path) -> Non
         calls.append(1)
 
     watcher = ConfigWatcher([str(tmp_path)], 0.02, on_change)
+    watcher.mark_loaded()  # as the gateway does before its first load
     task = asyncio.ensure_future(watcher.run())
     try:
         await asyncio.sleep(0.1)
