@@ -31,6 +31,7 @@ from gateway_core.utils.native_select import (
     SKIP_ENV,
     built_files,
     stale,
+    stray_builds,
 )
 
 
@@ -78,6 +79,9 @@ def clean(root: Path = ROOT) -> int:
         for built in parent.glob(name.rsplit(".", 1)[-1] + ".*.so"):
             built.unlink()
             removed += 1
+    for built in stray_builds(root):  # left by a build with a different module list
+        built.unlink()
+        removed += 1
     return removed
 
 

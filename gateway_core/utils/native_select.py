@@ -85,9 +85,27 @@ def built_files(name: str, root: Path) -> tuple[Path, list[Path]]:
     return source, sorted(source.parent.glob(parts[-1] + ".*.so"))
 
 
+def stray_builds(root: Path = ROOT) -> list[Path]:
+    """Extensions under ``gateway_core`` of modules that are no longer in ``MODULES`` (a build
+    made from another revision): Python would import them instead of their sources."""
+    package = root / "gateway_core"
+    if not package.is_dir():
+        return []
+    expected = {f"{GROUP}__mypyc", *MODULES}
+    strays = []
+    for built in package.rglob("*.so"):
+        module = ".".join((*built.relative_to(root).parent.parts, built.name.split(".", 1)[0]))
+        if module not in expected:
+            strays.append(built)
+    return sorted(strays)
+
+
 def stale(root: Path = ROOT) -> bool:
     """True when compiled modules exist but some are missing or older than their source (an
-    edit since the last build): the process must not run them."""
+    edit since the last build), or when extensions of modules outside ``MODULES`` lie beside
+    their sources: the process must not run them."""
+    if stray_builds(root):
+        return True
     found = False
     newest_source = 0.0
     oldest_build = float("inf")

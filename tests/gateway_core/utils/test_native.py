@@ -59,6 +59,20 @@ def test_a_partial_build_is_stale(tmp_path: Path) -> None:
     assert stale(tmp_path)
 
 
+def test_an_extension_of_a_module_outside_the_list_makes_the_build_stale(tmp_path: Path) -> None:
+    """A build from a revision that compiled more modules leaves their extensions behind:
+    Python would import them instead of the sources, so the build is stale, and ``clean``
+    (which every build starts with) removes them."""
+    _tree(tmp_path, list(native_select.MODULES), build_age=10)
+    assert not stale(tmp_path)
+    stray = tmp_path / "gateway_core" / "proxy" / ("h2_downstream" + SUFFIX)
+    stray.write_bytes(b"")
+    assert native_select.stray_builds(tmp_path) == [stray]
+    assert stale(tmp_path)
+    assert native.clean(tmp_path) == len(native_select.MODULES) + 1
+    assert not stray.exists() and not stale(tmp_path)
+
+
 def test_the_source_only_finder_loads_py_beside_a_broken_extension(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
