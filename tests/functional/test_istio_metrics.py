@@ -249,15 +249,23 @@ async def test_promtool_check_metrics(
     assert (await get(port, "/")).status == 200
     text = await scrape(harness.admin)
     assert "istio_requests_total{" in text
-    proc = await asyncio.to_thread(
-        subprocess.run,
-        [promtool, "check", "metrics"],
-        input=text,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    # The loop's own subprocess support, not subprocess.run in a thread: under uvloop a worker
+    # thread left waiting on a child once kept the loop from closing.
+    proc = await asyncio.create_subprocess_exec(
+        promtool,
+        "check",
+        "metrics",
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
-    remarks = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(text.encode()), 60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    remarks = [ln for ln in (out + err).decode().splitlines() if ln.strip()]
     assert proc.returncode in (0, 3), remarks  # 3: lint remarks only, the text parsed
     assert remarks == [
         'istio_request_duration_milliseconds use base unit "seconds" instead of "milliseconds"'
