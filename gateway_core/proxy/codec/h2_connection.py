@@ -275,6 +275,7 @@ class H2Codec(H2Streams):
         self._dead = True
         self._streams.clear()
         self._blocked.clear()
+        self._holding.clear()
         self._draining.clear()
         return ConnectionFailed(code, reason)
 

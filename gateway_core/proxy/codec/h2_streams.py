@@ -6,6 +6,10 @@
   more and report :class:`WindowOpened`. ``buffered(stream_id)`` is what a producer compares
   with its high-water mark, so a peer that never opens its window costs that much, no more.
   Streams blocked on the connection window are served in turn, so none starves the others.
+  The last body chunk a stream was given is held until the owner takes the output
+  (``data_to_send``, once per event-loop turn): an end of stream that arrives in the meantime
+  leaves in the same DATA frame, so a response whose body and end came in one upstream read
+  costs one frame, not a DATA frame and an empty one with END_STREAM.
 - Receiving: a stream's window is handed back only when the owner calls ``consumed`` for
   bytes it forwarded, so a slow destination holds back only its own stream. The codec hands
   back padding itself, and the unconsumed bytes of a stream that was reset.
@@ -29,6 +33,7 @@ class _Stream:
     __slots__ = (
         "batch",
         "head_sent",
+        "held",
         "local_done",
         "opened_at",
         "pending",
@@ -44,6 +49,8 @@ class _Stream:
         self.unacked = 0
         self.pending: bytearray | None = None
         self.pending_end = False
+        self.held: bytes | None = None
+        """Body bytes not yet framed: the next ``send_data`` or ``data_to_send`` frames them."""
         self.trailers: Fields | None = None
         self.head_sent = False
         self.local_done = False
@@ -61,6 +68,8 @@ class H2Streams:
         """Closed streams whose received bytes the owner has not consumed yet."""
         self._blocked: dict[int, _Stream] = {}
         """Streams with body bytes waiting for window, in the order they are served."""
+        self._holding: dict[int, _Stream] = {}
+        """Streams with a held chunk (``_Stream.held``)."""
         self._out: list[bytes] = []
         self._out_frames = 0
         self._out_control = 0
@@ -69,6 +78,8 @@ class H2Streams:
 
     def data_to_send(self) -> bytes:
         """The bytes to write now; call it only while the transport accepts writes."""
+        if self._holding:
+            self._release_held()
         pending = self._conn.data_to_send()
         if self._out:
             if pending:
@@ -84,12 +95,41 @@ class H2Streams:
             self._out.append(pending)
 
     def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
-        """Send body bytes as far as flow control allows; keep the rest for later."""
+        """Send body bytes as far as flow control allows; keep the rest for later. Bytes
+        that do not end the stream are held until the next call or ``data_to_send``."""
         st = self._streams.get(stream_id)
         if st is None or st.local_done or st.pending_end or st.trailers is not None:
             return  # the stream is gone (reset, refused) or already ended: drop, as Envoy does
         if not st.head_sent:
             raise ValueError(f"stream {stream_id}: body before the head")
+        held = st.held
+        if held is not None:
+            st.held = None
+            del self._holding[stream_id]
+            if data:
+                self._send(stream_id, st, held, False)
+            else:
+                data = held  # the end (or nothing) goes out with the held bytes
+        if (
+            not end_stream
+            and data
+            and st.pending is None
+            and len(data) <= self._conn.local_flow_control_window(stream_id)
+        ):  # what the window would not take waits in ``pending``, as before
+            st.held = data
+            self._holding[stream_id] = st
+            return
+        self._send(stream_id, st, data, end_stream)
+
+    def _release_held(self) -> None:
+        holding = self._holding
+        self._holding = {}
+        for sid, st in holding.items():
+            held, st.held = st.held, None
+            if held is not None:
+                self._send(sid, st, held, False)
+
+    def _send(self, stream_id: int, st: _Stream, data: bytes, end_stream: bool) -> None:
         if st.pending is not None:
             st.pending += data
             st.pending_end = end_stream
@@ -116,6 +156,11 @@ class H2Streams:
             return
         if not st.head_sent:
             raise ValueError(f"stream {stream_id}: trailers before the head")
+        held = st.held
+        if held is not None:
+            st.held = None
+            del self._holding[stream_id]
+            self._send(stream_id, st, held, False)
         fields = trailers_to_h2(headers)
         if st.pending is not None:
             st.trailers = fields
@@ -125,11 +170,12 @@ class H2Streams:
         self._local_end(stream_id, st)
 
     def buffered(self, stream_id: int) -> int:
-        """Body bytes of this stream waiting for the peer's window."""
+        """Body bytes of this stream not yet written: waiting for the peer's window, or held."""
         st = self._streams.get(stream_id)
-        if st is None or st.pending is None:
+        if st is None:
             return 0
-        return len(st.pending)
+        held = 0 if st.held is None else len(st.held)
+        return held if st.pending is None else held + len(st.pending)
 
     def consumed(self, stream_id: int, n: int) -> None:
         """The owner forwarded ``n`` received body bytes: the peer may send that much more."""
@@ -234,6 +280,9 @@ class H2Streams:
     def _drop(self, sid: int, st: _Stream) -> None:
         """Forget a reset stream: its unconsumed bytes go back to the connection window."""
         self._finished += 1
+        if st.held is not None:
+            del self._holding[sid]
+            st.held = None
         if st.pending is not None:
             del self._blocked[sid]
             st.pending = None
