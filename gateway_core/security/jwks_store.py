@@ -202,7 +202,9 @@ class JwksStore:
             if resp.status != 200:
                 raise JwksError(f"HTTP status {resp.status}")
             body = await resp.content.read(MAX_JWKS_BYTES + 1)
-            return parse_jwks(body)
+        # Off the loop: parsing builds public keys (and the first parse imports PyJWT and
+        # cryptography, tens of milliseconds that traffic would otherwise wait for).
+        return await asyncio.to_thread(parse_jwks, body)
 
     async def close(self) -> None:
         for state in self._uris.values():

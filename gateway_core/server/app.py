@@ -97,7 +97,7 @@ class Gateway:
         rng = random.Random(settings.rng_seed)
         self.clock = MonotonicClock()
         self.tls_store = ClientContextStore()
-        resolver = DnsResolver(list(settings.dns_servers) or None)
+        resolver = self._resolver = DnsResolver(list(settings.dns_servers) or None)
         clusters = ClusterManager(
             rng=rng,
             clock=self.clock,
@@ -159,6 +159,7 @@ class Gateway:
     # -- startup ---------------------------------------------------------------------------
     async def start(self) -> bool:
         await self._start_admin()
+        self._resolver.prepare()  # a worker (which never resolves) never gets here
         self._watcher.mark_loaded()  # a change made while this first load runs reloads after it
         result = await asyncio.get_running_loop().run_in_executor(
             None, _build, list(self.settings.config_paths), self.settings.node()

@@ -121,6 +121,12 @@ class DnsResolver:
         self._config_error = ""
         self._configured = False
 
+    def prepare(self) -> None:
+        """Import dnspython and read the resolver configuration now (a gateway that resolves
+        calls it as it starts, so the first lookup does not do it on the event loop)."""
+        if not self._configured:
+            self._configure()
+
     def _configure(self) -> None:
         """Build dnspython's resolver (reading /etc/resolv.conf without ``nameservers``)."""
         import dns.asyncresolver
