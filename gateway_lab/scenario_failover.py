@@ -104,10 +104,15 @@ async def _measure_step(
 
 async def _warm_until_ejected(ctx: LabContext, gateway: GatewayNode, host: str) -> None:
     """The first 503 ejects the pod (it reaches the client: Istio 1.24+ retries no 503 by
-    default, and warm-up replies are not counted): send traffic until it is ejected."""
+    default, and warm-up replies are not counted): send traffic until it is ejected.
+
+    One request at a time: several in flight to the failing pod would bring Tier-1 several
+    503s in a row, and Tier-1 ejects a Tier-2 gateway after 3 consecutive gateway errors
+    (``deploy/lab/tier1/tier2-gateways.yaml``), failing the next step's every request for
+    its 30 s ejection. Sequential requests bring it at most one."""
 
     async def ejected() -> bool:
-        await ctx.many(ctx.concurrency, f"/{FAILOVER_SERVICE}", _HEADER)
+        await ctx.many(ctx.concurrency, f"/{FAILOVER_SERVICE}", _HEADER, concurrency=1)
         state = await ctx.admin(gateway, "/clusters")
         hosts = state[user_cluster_key(state, FAILOVER_SERVICE)]["hosts"]
         return any(f"{h['address']}:{h['port']}" == host and h["ejected"] for h in hosts)
