@@ -27,11 +27,7 @@ from prometheus_client.registry import Collector
 from gateway_core.proxy.trace_context import TraceContext, new_span_id, start
 
 if TYPE_CHECKING:
-    from gateway_core.proxy.flags import ResponseFlag
-    from gateway_core.routing.actions import WeightedCluster
-    from gateway_core.routing.request import RequestHead
-    from gateway_core.routing.route_table import RouteEntry
-    from gateway_core.upstream.host import Host
+    from gateway_core.proxy.outcome import ExchangeOutcome
 
 
 class SpanRecord(NamedTuple):
@@ -68,33 +64,6 @@ class SinkStats(Protocol):
     def queue(self) -> Sized: ...
 
 
-class TracedExchange(Protocol):
-    """What ``finish`` reads of a finished exchange."""
-
-    @property
-    def start(self) -> float: ...
-    @property
-    def status(self) -> int: ...
-    @property
-    def flags(self) -> tuple[ResponseFlag, ...]: ...
-    @property
-    def req(self) -> RequestHead: ...
-    @property
-    def host(self) -> Host | None: ...
-    @property
-    def target(self) -> WeightedCluster | None: ...
-    @property
-    def entry(self) -> RouteEntry | None: ...
-    @property
-    def bytes_received(self) -> int: ...
-    @property
-    def bytes_sent(self) -> int: ...
-    @property
-    def request_id(self) -> bytes: ...
-    @property
-    def trace(self) -> TraceContext | None: ...
-
-
 class Tracer:
     """Starts the gateway's span of each request and records the sampled ones."""
 
@@ -128,7 +97,7 @@ class Tracer:
         """The gateway's span of a request that carried ``headers``."""
         return start(headers, request_id, self._sample, new_span_id)
 
-    def finish(self, ex: TracedExchange, now: float) -> None:
+    def finish(self, ex: ExchangeOutcome, now: float) -> None:
         """Record the span of a finished exchange (``now``: loop time), if it is sampled."""
         trace = ex.trace
         if trace is None or not trace.sampled:
@@ -148,7 +117,7 @@ class Tracer:
             )
         )
 
-    def attributes(self, ex: TracedExchange) -> dict[str, str]:
+    def attributes(self, ex: ExchangeOutcome) -> dict[str, str]:
         """Envoy's span tags for this exchange, plus ``route_name``. The process's own tags
         (``node_id``, ``zone``, ``component``) are resource attributes, sent once per batch."""
         req = ex.req
@@ -173,7 +142,7 @@ class Tracer:
         return attrs
 
 
-def span_name(ex: TracedExchange) -> str:
+def span_name(ex: ExchangeOutcome) -> str:
     """Istio's operation name ``<destination host>:<port>/*``; a route that answers itself
     is named after the route, and a request with no route after its host."""
     target = ex.target

@@ -10,32 +10,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from gateway_core.proxy.flags import ResponseFlag
-from gateway_core.routing.actions import FaultSpec, HeaderList
-
-if TYPE_CHECKING:
-    from gateway_core.proxy.interfaces import Downstream
+from gateway_core.proxy.interfaces import AnsweringExchange
+from gateway_core.routing.actions import FaultSpec
 
 
-class FaultTarget(Protocol):
+class FaultTarget(AnsweringExchange, Protocol):
     """The exchange a fault applies to (``Exchange`` implements it)."""
 
     flags: tuple[ResponseFlag, ...]
     wait: asyncio.TimerHandle | None
 
-    @property
-    def down(self) -> Downstream: ...
-    def local_reply(
-        self,
-        status: int,
-        flag: ResponseFlag | None,
-        body: bytes | None = None,
-        extra: HeaderList | None = None,
-        *,
-        grpc_status: int | None = None,
-    ) -> None: ...
     def guarded(self, step: Callable[..., None], *args: object) -> None: ...
     def continue_chain(self, index: int) -> None: ...
 

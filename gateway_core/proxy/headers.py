@@ -12,6 +12,7 @@ import os
 import re
 
 from gateway_core.routing.actions import HeaderList
+from gateway_core.utils.id_batch import IdBatch
 from gateway_core.utils.memo import BoundedMemo
 
 HOP_BY_HOP = frozenset(
@@ -102,24 +103,7 @@ def _uuid4_batch() -> list[bytes]:
     return list(map(b"-".join, _UUID_GROUPS.findall(raw.hex().encode())))
 
 
-class _RandomIds:
-    __slots__ = ("ids",)
-
-    def __init__(self) -> None:
-        self.ids: list[bytes] = []
-
-    def next(self) -> bytes:
-        """A random UUID4 in its usual text form (cheaper than ``uuid.uuid4()``)."""
-        ids = self.ids
-        if not ids:
-            ids = self.ids = _uuid4_batch()
-        return ids.pop()
-
-
-_IDS = _RandomIds()
-# A forked child must not hand out the ids left in its parent's batch.
-os.register_at_fork(after_in_child=lambda: setattr(_IDS, "ids", []))
-new_request_id = _IDS.next
+new_request_id = IdBatch(_uuid4_batch).next
 """A random UUID4 in its usual text form (cheaper than ``uuid.uuid4()``)."""
 
 

@@ -16,7 +16,7 @@ import asyncio
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
-from gateway_core.proxy.context import ExchangeOutcome
+from gateway_core.proxy.outcome import ExchangeOutcome
 
 if TYPE_CHECKING:
     from gateway_core.proxy.client_info import TlsFacts

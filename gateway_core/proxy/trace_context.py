@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 from gateway_core.routing.actions import HeaderList
+from gateway_core.utils.id_batch import IdBatch
 
 TRACE_FIELDS = frozenset(
     {
@@ -222,25 +223,16 @@ def trace_id_of(request_id: bytes) -> bytes:
     return digits
 
 
-class _SpanIds:
-    """Random span ids (16 hex digits) cut from one 4 KiB read of kernel randomness."""
-
-    __slots__ = ("ids",)
-
-    def __init__(self) -> None:
-        self.ids: list[bytes] = []
-
-    def next(self) -> bytes:
-        ids = self.ids
-        if not ids:
-            text = os.urandom(4096).hex().encode()
-            ids = self.ids = [text[i : i + 16] for i in range(0, len(text), 16)]
-        span_id = ids.pop()
-        return span_id if span_id != ZERO_SPAN else self.next()
+def _span_batch() -> list[bytes]:
+    """Span ids (16 hex digits) cut from one 4 KiB read of kernel randomness; the all-zero id,
+    which W3C trace context forbids, left out."""
+    while True:
+        text = os.urandom(4096).hex().encode()
+        ids = [text[i : i + 16] for i in range(0, len(text), 16)]
+        ids = [i for i in ids if i != ZERO_SPAN]
+        if ids:
+            return ids
 
 
-_IDS = _SpanIds()
-# A forked child must not hand out the ids left in its parent's batch.
-os.register_at_fork(after_in_child=lambda: setattr(_IDS, "ids", []))
-new_span_id = _IDS.next
+new_span_id = IdBatch(_span_batch).next
 """A random, non-zero span id: 16 lower-case hex digits."""

@@ -30,7 +30,7 @@ from gateway_core.upstream.cluster_manager import ClusterManager
 from gateway_core.upstream.host import Host
 
 if TYPE_CHECKING:
-    from gateway_core.proxy.context import ExchangeOutcome
+    from gateway_core.proxy.outcome import ExchangeOutcome
     from gateway_core.server.listeners import ListenerSet
 
 _log = logging.getLogger("gateway.state")

@@ -42,6 +42,7 @@ MODULES = (
     "gateway_core.upstream.pool",
     "gateway_core.upstream.pools",
     "gateway_core.upstream.resources",
+    "gateway_core.utils.id_batch",
     "gateway_core.utils.memo",
 )
 """Compiled together as one group (``gateway_core.native__mypyc`` holds their shared code)."""
