@@ -128,6 +128,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         ("h1", "the HTTP/1.1 paths (a, b, c; the default when no path is named)"),
         ("h2", "the HTTP/2 paths (h2load over TLS, ALPN h2)"),
         ("grpc", "the gRPC paths (bench/grpc_load.py, h2c)"),
+        ("floor", "the floor: a minimal forwarder (bench/floor.py) on the b and h2 paths"),
     ):
         p.add_argument(f"--{group}", action="append_const", const=group, dest="groups", help=what)
     p.add_argument(
@@ -170,7 +171,7 @@ def _terminate(signum: int, _frame: FrameType | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     opts = parse_args(argv)
-    h2 = "h2" in opts.groups or any(key.startswith("h2-") for key in opts.only)
+    h2 = bool({"h2", "floor"} & set(opts.groups)) or any(key.startswith("h2-") for key in opts.only)
     grpc = "grpc" in opts.groups or any(key.startswith("grpc-") for key in opts.only)
     tools, missing = environment.find_tools(need_taskset=opts.pin, need_h2load=h2, need_grpc=grpc)
     if tools is None:

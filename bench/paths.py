@@ -11,6 +11,13 @@ HTTP/2 paths, h2load over TLS with ALPN h2, to the same HTTP/1.1 pod:
 - ``h2-ours-1x100`` / ``h2-nginx-1x100``: one connection with 100 concurrent streams;
 - ``h2-ours-10x10`` / ``h2-nginx-10x10``: 10 connections with 10 streams each.
 
+The floor, on request only (``--floor`` or ``--only``): bench/floor.py, the minimal forwarder
+of ``../shared/reference/performance-baseline.md`` (uvloop, httptools, keep-alive upstream, and
+no features), measured in the same run as ours and nginx:
+
+- ``b-floor``: as ``b-ours``, HTTP/1.1 both ways;
+- ``h2-floor-1x100`` / ``h2-floor-10x10``: as ``h2-ours-*``, with the same ``h2`` library.
+
 gRPC paths, bench/grpc_load.py (plaintext h2c) to bench/grpc_pod.py, 10 channels x 10 calls:
 
 - ``grpc-direct``: the load client straight to the gRPC pod (the ceiling, like ``a``);
@@ -34,14 +41,16 @@ from gateway_lab.jwt_issuer import ISSUER, ensure_issuer_key, jwks_document, min
 
 H2_SHAPES = {"1x100": (1, 100), "10x10": (10, 10)}
 H2_KEYS = tuple(f"h2-{impl}-{shape}" for shape in H2_SHAPES for impl in ("ours", "nginx"))
+FLOOR_KEYS = ("b-floor", "h2-floor-1x100", "h2-floor-10x10")
+"""The minimal forwarder (bench/floor.py) on the ``b`` and ``h2`` paths."""
 GRPC_SHAPE = (10, 10)
 GRPC_KEYS = ("grpc-direct", "grpc-ours", "grpc-nginx")
 TRACE_KEYS = ("b-ours-trace-1", "b-ours-trace-100")
 """``b-ours`` with a tracer sampling 1 % / 100 %, exporting to bench/otlp_sink.py."""
 JWT_KEYS = ("b-ours-jwt",)
 """``b-ours`` verifying a JWT on every request (the issue's "JWT rule on")."""
-ALL_KEYS = PATH_KEYS + TRACE_KEYS + JWT_KEYS + H2_KEYS + GRPC_KEYS
-GROUPS = {"h1": PATH_KEYS, "h2": H2_KEYS, "grpc": GRPC_KEYS}
+ALL_KEYS = PATH_KEYS + TRACE_KEYS + JWT_KEYS + FLOOR_KEYS + H2_KEYS + GRPC_KEYS
+GROUPS = {"h1": PATH_KEYS, "h2": H2_KEYS, "grpc": GRPC_KEYS, "floor": FLOOR_KEYS}
 
 
 def select(groups: Sequence[str], only: Sequence[str]) -> tuple[str, ...]:
@@ -103,7 +112,11 @@ def _label(key: str) -> str:
     kind, impl, *rest = key.split("-")
     if kind == "h2":
         clients, streams = H2_SHAPES[rest[0]]
-        via = "Tier-2, TLS with ALPN h2" if impl == "ours" else "nginx, ssl http2, 1 worker"
+        via = {
+            "ours": "Tier-2, TLS with ALPN h2",
+            "floor": "the floor (bench/floor.py, the h2 library), TLS with ALPN h2",
+            "nginx": "nginx, ssl http2, 1 worker",
+        }[impl]
         return f"h2 {via}, {clients} conn x {streams} streams, HTTP/1.1 to the pod"
     channels, calls = GRPC_SHAPE
     via = {
@@ -125,10 +138,16 @@ def _build(topo: Topology, key: str, port: int, pod: Proc) -> BenchPath:
         return BenchPath(key, "b", "ours", label, f"http://127.0.0.1:{listen}/", (gw,), pod)
     if key in JWT_KEYS:
         return _jwt_path(topo, key, port, pod)
+    if key == "b-floor":
+        listen, floor = topo.floor(port, key, h2=False)
+        label = "(b) the floor: bench/floor.py, a minimal uvloop + httptools forwarder"
+        return BenchPath(key, "b", "floor", label, f"http://127.0.0.1:{listen}/", (floor,), pod)
     kind, impl, *rest = key.split("-")
     if kind == "h2":
         if impl == "ours":
             listen, proxy = topo.ours_https(port, name=key)
+        elif impl == "floor":
+            listen, proxy = topo.floor(port, key, h2=True)
         else:
             listen, proxy = topo.nginx_h2(port, key)
         clients, streams = H2_SHAPES[rest[0]]

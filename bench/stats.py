@@ -28,6 +28,9 @@ COMPARISONS: tuple[tuple[str, str, float | None, str], ...] = (
     ("h2-ours-1x100", "h2-nginx-1x100", 0.35, RPS_PER_CORE),
     ("h2-ours-10x10", "h2-nginx-10x10", 0.35, RPS_PER_CORE),
     ("grpc-ours", "grpc-nginx", None, RPS),
+    ("b-floor", "b-nginx", None, RPS),
+    ("h2-floor-1x100", "h2-nginx-1x100", None, RPS_PER_CORE),
+    ("h2-floor-10x10", "h2-nginx-10x10", None, RPS_PER_CORE),
 )
 
 

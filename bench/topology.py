@@ -28,6 +28,7 @@ from bench.procs import Proc, ProcessSet, answers_ok, http_get, wait_until
 READY_TIMEOUT = 30.0
 GRPC_POD = Path(__file__).resolve().with_name("grpc_pod.py")
 OTLP_SINK = Path(__file__).resolve().with_name("otlp_sink.py")
+FLOOR = Path(__file__).resolve().with_name("floor.py")
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +160,18 @@ class Topology:
         port = free_port()
         argv = [sys.executable, str(GRPC_POD), "--port", str(port)]
         proc = self.procs.start("grpc-pod", argv, cpu=self.pin.load)
+        wait_until(lambda: _port_open(port), proc, timeout=READY_TIMEOUT, what=f"port {port}")
+        return port, proc
+
+    def floor(self, backend: int, name: str, *, h2: bool) -> tuple[int, Proc]:
+        """The minimal forwarder (bench/floor.py) in front of ``backend``, pinned as the
+        proxies are; with ``h2`` it terminates TLS (the Tier-2 credential) with ALPN h2."""
+        port = free_port()
+        argv = [sys.executable, str(FLOOR), "--port", str(port), "--upstream", str(backend)]
+        if h2:
+            cert, key = self.tier2_credential()
+            argv += ["--h2", "--cert", cert, "--key", key]
+        proc = self.procs.start(name, argv, cpu=self.pin.proxies)
         wait_until(lambda: _port_open(port), proc, timeout=READY_TIMEOUT, what=f"port {port}")
         return port, proc
 

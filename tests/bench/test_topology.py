@@ -11,6 +11,7 @@ import pytest
 from bench import configs, drivers, environment
 from bench.paths import (
     ALL_KEYS,
+    FLOOR_KEYS,
     GRPC_KEYS,
     H2_KEYS,
     JWT_KEYS,
@@ -87,8 +88,8 @@ def test_path_selection_by_group_and_key() -> None:
         "h2-nginx-1x100",
         *GRPC_KEYS,
     )
-    # Every path but the traced and JWT ones, which only --only names.
-    only_named = (*TRACE_KEYS, *JWT_KEYS)
+    # Every path but the traced, JWT and floor ones, which only --only (or --floor) names.
+    only_named = (*TRACE_KEYS, *JWT_KEYS, *FLOOR_KEYS)
     assert select(["h1", "h2", "grpc"], []) == tuple(k for k in ALL_KEYS if k not in only_named)
     with pytest.raises(ValueError, match="unknown paths"):
         select(["h2"], ["h3-ours"])
