@@ -2,10 +2,10 @@
 
 ``python bench/floor.py --port P --upstream PORT [--h2 --cert C --key K]``
 
-What ``../shared/reference/performance-baseline.md`` calls the raw forwarder: one uvloop event
-loop, ``asyncio.Protocol``, httptools (llhttp) parsing both ways, keep-alive upstream
-connections, request and response heads re-serialised, nothing else: no routing, timeouts,
-header rules, retries, metrics, logging, back-pressure or error handling beyond closing. With
+The smallest forwarder that does a proxy's work: one uvloop event loop, ``asyncio.Protocol``,
+httptools (llhttp) parsing both ways, keep-alive upstream connections, request and response
+heads re-serialised, and nothing else: no routing, timeouts, header rules, retries, metrics,
+logging, back-pressure or error handling beyond closing. With
 ``--h2`` the downstream side is TLS with ALPN h2 through the same ``h2`` library our gateway
 uses, configured as ours is (header validation off), upstream HTTP/1.1 as in the ``h2-*``
 paths. It is what Python with these libraries costs at the least for the same work, so the

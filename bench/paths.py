@@ -11,9 +11,9 @@ HTTP/2 paths, h2load over TLS with ALPN h2, to the same HTTP/1.1 pod:
 - ``h2-ours-1x100`` / ``h2-nginx-1x100``: one connection with 100 concurrent streams;
 - ``h2-ours-10x10`` / ``h2-nginx-10x10``: 10 connections with 10 streams each.
 
-The floor, on request only (``--floor`` or ``--only``): bench/floor.py, the minimal forwarder
-of ``../shared/reference/performance-baseline.md`` (uvloop, httptools, keep-alive upstream, and
-no features), measured in the same run as ours and nginx:
+The floor, on request only (``--floor`` or ``--only``): bench/floor.py, the smallest forwarder
+that does a proxy's work (uvloop, httptools, keep-alive upstream connections, no features),
+measured in the same run as ours and nginx:
 
 - ``b-floor``: as ``b-ours``, HTTP/1.1 both ways;
 - ``h2-floor-1x100`` / ``h2-floor-10x10``: as ``h2-ours-*``, with the same ``h2`` library.
