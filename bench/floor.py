@@ -115,7 +115,8 @@ def request_head(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]
 
 
 class Http1Down(asyncio.Protocol):
-    """A client connection; requests in order, each forwarded when it is complete."""
+    """A client connection; each request forwarded when it is complete. Pipelined requests
+    could be answered out of order (wrk does not pipeline): this is a floor, not a proxy."""
 
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
