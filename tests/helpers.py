@@ -59,8 +59,18 @@ class GatewayHarness:
         self.gateway = Gateway(self.settings)
 
     async def start(self) -> None:
-        ok = await self.gateway.start()
-        assert ok, "gateway refused its configuration"
+        """Start the gateway; one that fails to start (a refused configuration, a port taken)
+        is closed before the test fails, as ``serve`` closes it: a half-started gateway left
+        open (its admin server, its clusters) kept uvloop's ``loop.close()`` from returning,
+        and the whole run hung after the failure."""
+        try:
+            ok = await self.gateway.start()
+        except BaseException:
+            await self.gateway.close()
+            raise
+        if not ok:
+            await self.gateway.close()
+        assert ok, "gateway refused its configuration (or could not bind its listeners)"
 
     def write_config(self, yaml_text: str) -> None:
         self.config_file.write_text(yaml_text)
