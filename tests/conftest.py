@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import faulthandler
+import os
 import socket
-from collections.abc import AsyncIterator, Callable
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,51 @@ from gateway_lab.demo_pod import PodConfig, bound_port, start_pod
 from tests.helpers import GatewayHarness, PodHandle
 
 _MEASURED = pytest.StashKey[list[tuple[str, str]]]()
+
+HUNG_TEST_SECONDS = float(os.environ.get("GATEWAY_TEST_HANG_SECONDS", "600"))
+"""The last resort for a test that hangs where pytest-timeout cannot act: faulthandler's
+watchdog prints every thread's stack and ends the run, so CI fails with the place of the hang
+instead of waiting for its own limit. pytest-timeout (300 s) fires first whenever it can.
+``GATEWAY_TEST_HANG_SECONDS`` changes it (tests/test_watchdog.py sets a few seconds)."""
+_WATCHDOG_FD = pytest.StashKey[int]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The terminal's stderr, kept before any test captures it (as pytest's faulthandler does).
+    try:
+        fileno = sys.stderr.fileno()
+    except (AttributeError, ValueError):
+        assert sys.__stderr__ is not None
+        fileno = sys.__stderr__.fileno()
+    config.stash[_WATCHDOG_FD] = os.dup(fileno)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    faulthandler.cancel_dump_traceback_later()
+    os.close(config.stash[_WATCHDOG_FD])
+
+
+def _arm_watchdog(config: pytest.Config) -> None:
+    faulthandler.dump_traceback_later(HUNG_TEST_SECONDS, exit=True, file=config.stash[_WATCHDOG_FD])
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    _arm_watchdog(item.config)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_exception_interact(node: pytest.Item | pytest.Collector) -> None:
+    """A failed test's report cancels every timer (pytest's faulthandler plugin and
+    pytest-timeout both do, for pdb's sake), so a hang in the failed test's teardown went
+    unguarded: CI once hung for good in uvloop's ``loop.close()`` after a test failed. The
+    watchdog is armed again for what is left of the test."""
+    if isinstance(node, pytest.Item):
+        _arm_watchdog(node.config)
 
 
 @pytest.fixture
