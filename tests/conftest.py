@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import faulthandler
 import os
+import random
 import socket
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -85,10 +86,30 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(f"    {line}")
 
 
+FREE_PORTS = range(20000, 32768)
+"""Where ``free_port`` looks: below the kernel's ephemeral range (``ip_local_port_range``,
+32768-60999 by default), from which Linux takes the source port of every outgoing connection,
+and above the lab's fixed ports. ``bind(("127.0.0.1", 0))`` hands out ports from the ephemeral
+range itself, so a connection made between choosing a port and binding it could take the port
+first: a chained-gateway test once failed in CI that way."""
+_handed_out: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A port on ``host`` that nothing listens on now and that no earlier call returned."""
+    picker = random.Random()
+    for _ in range(1000):
+        port = picker.choice(FREE_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port on {host} in {FREE_PORTS}")
 
 
 @pytest.fixture
