@@ -5,9 +5,9 @@
 The smallest forwarder that does a proxy's work: one uvloop event loop, ``asyncio.Protocol``,
 httptools (llhttp) parsing both ways, keep-alive upstream connections, request and response
 heads re-serialised, and nothing else: no routing, timeouts, header rules, retries, metrics,
-logging, back-pressure or error handling beyond closing. With
-``--h2`` the downstream side is TLS with ALPN h2 through the same ``h2`` library our gateway
-uses, configured as ours is (header validation off), upstream HTTP/1.1 as in the ``h2-*``
+logging, back-pressure or error handling beyond closing. With ``--h2`` the downstream side is
+TLS with ALPN h2 through the same ``h2`` library our gateway uses, configured by the gateway's
+own ``h2_configuration`` (header validation off), and upstream HTTP/1.1 as in the ``h2-*``
 paths. It is what Python with these libraries costs at the least for the same work, so the
 distance from it to our gateway is the price of the gateway's features, and its distance to
 nginx is the price of the language and the libraries.
@@ -23,9 +23,10 @@ from typing import cast
 
 import httptools
 import uvloop
-from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.events import ConnectionTerminated, DataReceived, RequestReceived, StreamReset
+
+from gateway_core.proxy.codec.h2_connection import h2_configuration
 
 Reply = tuple[int, list[tuple[bytes, bytes]], bytes]
 """Status, response headers and body from the pod."""
@@ -166,15 +167,7 @@ class H2Down(asyncio.Protocol):
         self.pool = pool
         self.loop = pool.loop
         self.transport: asyncio.Transport | None = None
-        config = H2Configuration(
-            client_side=False,
-            header_encoding=None,
-            validate_outbound_headers=False,
-            normalize_outbound_headers=False,
-            validate_inbound_headers=False,
-            normalize_inbound_headers=False,
-        )
-        self.conn = H2Connection(config)
+        self.conn = H2Connection(h2_configuration(client=False))
         self.flushing = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

@@ -2,7 +2,7 @@
 
 ``python bench/h2_library.py [--requests 20000] [--streams 100]``
 
-A client and a server ``H2Connection`` (configured as our gateway configures its server side:
+A client and a server ``H2Connection`` (configured by the gateway's own ``h2_configuration``:
 header validation and normalisation off) talk through memory. The client sends batches of
 ``--streams`` GET requests in one write, as h2load does; the server parses them, answers each
 with a HEADERS frame of six fields and a 2-byte DATA frame with END_STREAM, and serialises the
@@ -17,9 +17,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.events import DataReceived, RequestReceived
+
+from gateway_core.proxy.codec.h2_connection import h2_configuration
 
 REQUEST = [
     (b":method", b"GET"),
@@ -40,16 +41,7 @@ RESPONSE = [
 
 
 def connection(client: bool) -> H2Connection:
-    return H2Connection(
-        H2Configuration(
-            client_side=client,
-            header_encoding=None,
-            validate_outbound_headers=False,
-            normalize_outbound_headers=False,
-            validate_inbound_headers=False,
-            normalize_inbound_headers=False,
-        )
-    )
+    return H2Connection(h2_configuration(client))
 
 
 def server_seconds(requests: int, streams: int) -> tuple[float, int]:

@@ -74,20 +74,27 @@ def _slices(pieces: list[bytes | memoryview | GoAway]) -> Iterator[bytes | memor
             yield view[start : start + _SLICE]
 
 
+def h2_configuration(client: bool) -> H2Configuration:
+    """How every connection of the gateway configures ``h2``: bytes in and out, and the
+    library's header validation and normalisation off (the codec checks headers itself, in
+    ``h2_headers``). bench/floor.py and bench/h2_library.py use it too, so the floor measures
+    the library exactly as the gateway runs it."""
+    return H2Configuration(
+        client_side=client,
+        header_encoding=None,
+        validate_outbound_headers=False,
+        normalize_outbound_headers=False,
+        validate_inbound_headers=False,
+        normalize_inbound_headers=False,
+    )
+
+
 class H2Codec(H2Streams):
     """The shared half of :class:`H2ServerCodec` and :class:`H2ClientCodec`."""
 
     def __init__(self, client: bool, limits: H2Limits = DEFAULT_LIMITS) -> None:
         self._limits = limits
-        config = H2Configuration(
-            client_side=client,
-            header_encoding=None,
-            validate_outbound_headers=False,
-            normalize_outbound_headers=False,
-            validate_inbound_headers=False,
-            normalize_inbound_headers=False,
-        )
-        conn = H2Connection(config)
+        conn = H2Connection(h2_configuration(client))
         settings: dict[SettingCodes, int] = {
             SettingCodes.INITIAL_WINDOW_SIZE: limits.initial_stream_window,
             SettingCodes.MAX_FRAME_SIZE: limits.max_frame_size,
