@@ -93,13 +93,13 @@ and above the lab's fixed ports. ``bind(("127.0.0.1", 0))`` hands out ports from
 range itself, so a connection made between choosing a port and binding it could take the port
 first: a chained-gateway test once failed in CI that way."""
 _handed_out: set[int] = set()
+_picker = random.Random()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A port on ``host`` that nothing listens on now and that no earlier call returned."""
-    picker = random.Random()
     for _ in range(1000):
-        port = picker.choice(FREE_PORTS)
+        port = _picker.choice(FREE_PORTS)
         if port in _handed_out:
             continue
         with socket.socket() as sock:
