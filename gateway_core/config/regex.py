@@ -45,6 +45,10 @@ class Regex:
         """Every non-overlapping match replaced by ``replace(match)``."""
         return bytes(self._compiled.sub(replace, subject))
 
+    def __reduce__(self) -> tuple[Callable[[str], Regex], tuple[str]]:
+        """Pickled as its pattern and compiled again, with the options above."""
+        return compile_regex, (self.pattern,)
+
 
 class RegexRewrite:
     """Envoy's ``regex_rewrite``: RE2's ``GlobalReplace`` of every match with an RE2 rewrite

@@ -17,7 +17,9 @@ from gateway_core.security.principal import RequestAuth
 
 
 class StringMatcher:
-    """Base: ``matches(value)``; ``describe()`` renders it for explain and config dumps."""
+    """Base: ``matches(value)``; ``describe()`` renders it for explain and config dumps.
+    Matchers with arguments pickle as the call that builds them (``__reduce__``): mypyc's
+    compiled classes cannot be pickled otherwise, and snapshots are pickled to the workers."""
 
     __slots__ = ()
 
@@ -41,6 +43,9 @@ class ExactMatcher(StringMatcher):
     def describe(self) -> str:
         return f"exact:{self.value.decode('latin-1')}"
 
+    def __reduce__(self) -> tuple[type[ExactMatcher], tuple[bytes, bool]]:
+        return ExactMatcher, (self.value, self.ignore_case)
+
 
 class PrefixMatcher(StringMatcher):
     __slots__ = ("ignore_case", "value")
@@ -55,6 +60,9 @@ class PrefixMatcher(StringMatcher):
     def describe(self) -> str:
         return f"prefix:{self.value.decode('latin-1')}"
 
+    def __reduce__(self) -> tuple[type[PrefixMatcher], tuple[bytes, bool]]:
+        return PrefixMatcher, (self.value, self.ignore_case)
+
 
 class RegexMatcher(StringMatcher):
     __slots__ = ("pattern",)
@@ -67,6 +75,9 @@ class RegexMatcher(StringMatcher):
 
     def describe(self) -> str:
         return f"regex:{self.pattern.pattern}"
+
+    def __reduce__(self) -> tuple[type[RegexMatcher], tuple[str]]:
+        return RegexMatcher, (self.pattern.pattern,)
 
 
 class PresentMatcher(StringMatcher):

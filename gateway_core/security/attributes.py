@@ -131,20 +131,36 @@ _HEADER_KEY = re.compile(r"^request\.headers\[([^\[\]]+)\]$")
 _CLAIMS_KEY = re.compile(r"^request\.auth\.claims((?:\[[^\[\]]+\])+)$")
 
 
-def _header_getter(name: bytes) -> Getter:
-    def get(f: AccessFacts) -> Attribute:
-        value = f.headers.get(name)
+class HeaderGetter:
+    """``request.headers[<name>]``: the header's value (a class, not a closure, so a compiled
+    snapshot can be pickled to the workers)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: bytes) -> None:
+        self.name = name
+
+    def __call__(self, f: AccessFacts) -> Attribute:
+        value = f.headers.get(self.name)
         return value.decode("latin-1") if value is not None else None
 
-    return get
+    def __reduce__(self) -> tuple[type[HeaderGetter], tuple[bytes]]:
+        return HeaderGetter, (self.name,)
 
 
-def _claim_getter(path: tuple[str, ...]) -> Getter:
-    def get(f: AccessFacts) -> Attribute:
+class ClaimGetter:
+    """``request.auth.claims[<name>][<nested>]...``: a string claim, or the strings of a list."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: tuple[str, ...]) -> None:
+        self.path = path
+
+    def __call__(self, f: AccessFacts) -> Attribute:
         if f.auth is None:
             return None
         value: object = f.auth.claims
-        for part in path:
+        for part in self.path:
             if not isinstance(value, Mapping):
                 return None
             value = value.get(part)
@@ -154,7 +170,8 @@ def _claim_getter(path: tuple[str, ...]) -> Getter:
             return tuple(v for v in value if isinstance(v, str))
         return None  # numbers, booleans, objects: Envoy's string matchers never match them
 
-    return get
+    def __reduce__(self) -> tuple[type[ClaimGetter], tuple[tuple[str, ...]]]:
+        return ClaimGetter, (self.path,)
 
 
 def resolve_when_key(key: str) -> AttributeRef | str:
@@ -167,13 +184,13 @@ def resolve_when_key(key: str) -> AttributeRef | str:
         name = header.group(1).strip()
         if not name:
             return f"{key}: the header name must not be empty"
-        return AttributeRef(key, _header_getter(name.lower().encode("latin-1")))
+        return AttributeRef(key, HeaderGetter(name.lower().encode("latin-1")))
     claims = _CLAIMS_KEY.match(key)
     if claims is not None:
         path = tuple(claims.group(1)[1:-1].split("]["))
         if any(not p for p in path):
             return f"{key}: claim names must not be empty"
-        return AttributeRef(key, _claim_getter(path), reads_request_auth=True)
+        return AttributeRef(key, ClaimGetter(path), reads_request_auth=True)
     if key.startswith("request.headers") or key.startswith("request.auth.claims"):
         return f"{key}: use request.headers[<name>] or request.auth.claims[<name>][<nested>]"
     if key.startswith("experimental.envoy.filters."):

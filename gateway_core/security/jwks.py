@@ -19,7 +19,8 @@ worker process of one) never loads them, about 12 MiB of resident memory.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -76,6 +77,12 @@ class Jwk:
     algorithms: frozenset[str]
     key: Any
     """The ``cryptography`` public key object."""
+    source: str = field(default="", repr=False, compare=False)
+    """The key's JSON: key objects cannot be pickled, so a pickled ``Jwk`` (a compiled snapshot
+    handed to the workers) is parsed again from it."""
+
+    def __reduce__(self) -> tuple[Callable[[str], Jwk], tuple[str]]:
+        return _jwk_from_json, (self.source,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +172,12 @@ def parse_jwk(raw: object) -> Jwk:
         if alg not in allowed:
             raise JwksError(f"alg {alg!r} does not fit a {kty} key")
         allowed = frozenset({alg})
-    return Jwk(kid=kid, kty=kty, algorithms=allowed, key=key)
+    source = json.dumps(raw, sort_keys=True, separators=(",", ":"))
+    return Jwk(kid=kid, kty=kty, algorithms=allowed, key=key, source=source)
+
+
+def _jwk_from_json(source: str) -> Jwk:
+    return parse_jwk(json.loads(source))
 
 
 def _public(key: Any) -> Any:

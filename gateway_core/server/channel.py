@@ -3,24 +3,55 @@
 Frames are a 4-byte big-endian length and a pickled message. Both ends are the same program run
 by the same user over an inherited socketpair that nothing else can reach, so pickle is safe
 here and carries the typed messages below as they are. The supervisor sends what it decided
-(configuration to compile, host health, drains); a worker sends acknowledgements, outcome
+(the compiled snapshot to serve, host health, drains); a worker sends acknowledgements, outcome
 batches for outlier detection, and its metric families when asked.
+
+A snapshot is pickled whole, by ``pack_snapshot``: its dataclasses as calls of their
+constructors with their fields (so what ``__post_init__`` derives, such as a route table's memo,
+is built afresh, and mypyc-compiled frozen classes need no state setter), its read-only
+mappings (``MappingProxyType``, which pickle does not know) as dicts wrapped again. The few
+objects that are neither say how to rebuild themselves (a JWT key is parsed again from its
+JSON; ``when`` getters are classes rather than closures). A worker therefore needs neither the
+configuration models nor the compiler.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import pickle
 import struct
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields, is_dataclass
+from types import MappingProxyType
 from typing import Any
 
-from gateway_core.config.resources import Resources
 from gateway_core.settings import GatewaySettings
+from gateway_core.snapshot import Snapshot
 from gateway_core.upstream.shared_hosts import HostRow
 
 _HEADER = struct.Struct(">I")
 MAX_FRAME = 64 << 20
+
+
+def read_only(items: dict[Any, Any]) -> Mapping[Any, Any]:
+    """Unpickles a ``MappingProxyType``."""
+    return MappingProxyType(items)
+
+
+def construct(cls: Callable[..., object], fields: dict[str, Any]) -> object:
+    """Unpickles a dataclass: its constructor called with its fields."""
+    return cls(**fields)
+
+
+class _SnapshotPickler(pickle.Pickler):
+    def reducer_override(self, obj: Any) -> Any:
+        cls = type(obj)
+        if cls is MappingProxyType:
+            return read_only, (dict(obj),)
+        if is_dataclass(cls) and "__reduce__" not in cls.__dict__:
+            return construct, (cls, {f.name: getattr(obj, f.name) for f in fields(cls) if f.init})
+        return NotImplemented
 
 
 # -- supervisor → worker -------------------------------------------------------------------------
@@ -36,13 +67,29 @@ class Hello:
 
 @dataclass(frozen=True, slots=True)
 class Apply:
-    """Compile ``resources`` (validated by the supervisor) and serve them; the result must have
-    ``version``. ``hosts``: the supervisor's host state of every cluster, set before the
-    snapshot goes live."""
+    """Serve ``version``: ``snapshot`` is the snapshot the supervisor validated and compiled,
+    pickled once for every worker (``pack_snapshot``; a worker unpickles it off its event loop
+    and reports a failure as it would any other). ``hosts``: the supervisor's host state of
+    every cluster, set before the snapshot goes live."""
 
     version: str
-    resources: Resources
+    snapshot: bytes
     hosts: dict[str, list[HostRow]]
+
+
+def pack_snapshot(snapshot: Snapshot) -> bytes:
+    """``snapshot`` as ``Apply`` carries it; raises what pickle raises for an object that
+    cannot be sent."""
+    out = io.BytesIO()
+    _SnapshotPickler(out, protocol=pickle.HIGHEST_PROTOCOL).dump(snapshot)
+    return out.getvalue()
+
+
+def unpack_snapshot(data: bytes) -> Snapshot:
+    snapshot = pickle.loads(data)
+    if not isinstance(snapshot, Snapshot):
+        raise TypeError(f"expected a Snapshot, got {type(snapshot).__name__}")
+    return snapshot
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,12 +14,12 @@ loop and no threads (unlike forking the supervisor itself), and a forked worker 
 imported code's memory pages with its siblings.
 
 A version goes live in two steps: the supervisor accepts it (a rejected configuration is never
-sent), then sends the validated resources to every worker, which compiles them itself (the
-compile is pure: same inputs, same version) and acknowledges. Only when every live worker has
-acknowledged does the supervisor publish it, so ``/ready`` and ``/config_dump`` report a version
-that every worker serves. A worker that reports an error rolls everyone back to the previous
-version and the reload is rejected; one that does not answer in ``ROLLOUT_TIMEOUT`` is killed
-and restarted (it starts on the new version).
+sent), then sends the snapshot it compiled, pickled once, to every worker, which loads it and
+acknowledges (a worker never compiles: it does not even import the configuration models).
+Only when every live worker has acknowledged does the supervisor publish it, so ``/ready`` and
+``/config_dump`` report a version that every worker serves. A worker that reports an error
+rolls everyone back to the previous version and the reload is rejected; one that does not
+answer in ``ROLLOUT_TIMEOUT`` is killed and restarted (it starts on the new version).
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import itertools
 import logging
 import multiprocessing
 import os
-import pickle
 import socket
 import time
 from multiprocessing import forkserver
@@ -54,6 +53,7 @@ from gateway_core.server.channel import (
     Hosts,
     Outcomes,
     ReloadCertificates,
+    pack_snapshot,
 )
 from gateway_core.server.state import RolloutError
 from gateway_core.server.worker import worker_main
@@ -193,15 +193,13 @@ class Supervisor(Gateway):
 
     # -- rollout --------------------------------------------------------------------------------
     async def _rollout(self, result: BuildResult, clusters: dict[str, Cluster]) -> None:
-        assert result.snapshot is not None and result.resources is not None
+        assert result.snapshot is not None
         version = result.snapshot.version
-        message = Apply(
-            version, result.resources, {k: host_rows(c.hosts) for k, c in clusters.items()}
-        )
         try:
-            pickle.dumps(message)
-        except Exception as exc:  # the configuration holds an object that cannot be sent
+            packed = pack_snapshot(result.snapshot)
+        except Exception as exc:  # the snapshot holds an object that cannot be sent
             raise RolloutError(f"cannot hand version {version} to the workers: {exc}") from exc
+        message = Apply(version, packed, {k: host_rows(c.hosts) for k, c in clusters.items()})
         previous, self._target, self._pending = self._target, message, clusters
         try:
             self._broadcast(message)

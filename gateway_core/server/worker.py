@@ -5,7 +5,8 @@ A worker is a ``Gateway`` whose listeners use ``SO_REUSEPORT`` (the kernel sprea
 over the workers), whose clusters follow the supervisor's hosts and health and report upstream
 outcomes back in batches (``upstream/shared_hosts.py``), and which has no admin server, no file
 watchers and no DNS or health-check tasks of its own. It compiles the resources the supervisor
-validated and sends back what version it serves.
+compiled and sends back what version it serves: it never loads configuration files or compiles
+them, so the configuration models and the compiler are not even imported here.
 
 It never outlives the supervisor: the end of the channel (the supervisor's end closes when it
 dies, even by SIGKILL) makes it drain at once -- nothing can route traffic away from it any more
@@ -24,8 +25,6 @@ import signal
 import socket
 import sys
 
-from gateway_core.compiler import compile_snapshot
-from gateway_core.config.diagnostics import ConfigError, Diagnostics
 from gateway_core.server.app import Gateway
 from gateway_core.server.channel import (
     Applied,
@@ -38,9 +37,9 @@ from gateway_core.server.channel import (
     Hosts,
     Outcomes,
     ReloadCertificates,
+    unpack_snapshot,
 )
 from gateway_core.settings import GatewaySettings
-from gateway_core.snapshot import NodeInfo, Snapshot
 from gateway_core.tls.common import TlsConfigError
 from gateway_core.upstream.cluster import Cluster
 from gateway_core.upstream.shared_hosts import (
@@ -113,16 +112,15 @@ class Worker:
 
     async def _apply(self, message: Apply) -> None:
         runtime = self.gateway.runtime
-        node = self.gateway.settings.node()
         try:
             snapshot = await asyncio.get_running_loop().run_in_executor(
-                None, _compile, message, node
+                None, unpack_snapshot, message.snapshot
             )
-        except (ConfigError, ValueError, TypeError) as exc:
-            self.channel.send(Applied(message.version, f"compile failed: {exc}"))
+        except Exception as exc:  # unpickling runs the snapshot's own rebuilders (JWT keys)
+            self.channel.send(Applied(message.version, f"cannot load the snapshot: {exc!r}"))
             return
         if snapshot.version != message.version:
-            error = f"compiled version {snapshot.version}, expected {message.version}"
+            error = f"the snapshot is version {snapshot.version}, expected {message.version}"
             self.channel.send(Applied(message.version, error))
             return
 
@@ -166,15 +164,11 @@ class Worker:
 
 
 def _return_free_memory() -> None:
-    """Hand the heap that compiling left free back to the kernel (glibc keeps it otherwise,
-    resident, in the compile thread's arena): a few MiB per worker."""
+    """Hand the heap that the previous snapshot left free back to the kernel (glibc keeps it
+    otherwise, resident): a few MiB per worker after a large configuration."""
     gc.collect()
     if sys.platform == "linux":
         ctypes.CDLL(None).malloc_trim(0)
-
-
-def _compile(message: Apply, node: NodeInfo) -> Snapshot:
-    return compile_snapshot(message.resources, node, Diagnostics())
 
 
 async def _main(sock: socket.socket, supervisor: int) -> int:

@@ -276,6 +276,7 @@ _CONTROL_PATH_LIBRARIES = (
     "/cryptography/",
     "/yaml/",
     "/grpc/",
+    "/pydantic_core/",
 )
 
 
@@ -300,8 +301,9 @@ async def test_a_serving_worker_loads_no_control_path_library(
     tmp_path: Path, measured: Callable[[str], None]
 ) -> None:
     """Workers answer traffic, and neither the fork server nor a worker has the admin server's,
-    the JWT verifier's, the YAML loader's or gRPC's native libraries mapped (the supervisor,
-    which serves the admin port, has aiohttp's)."""
+    the JWT verifier's, the YAML loader's, the configuration models' (pydantic's: workers
+    receive compiled snapshots) or gRPC's native libraries mapped (the supervisor, which serves
+    the admin port, has aiohttp's)."""
     port = free_port()
     tree = await GatewayTree(tmp_path, _direct(port, "v1")).start()
     try:

@@ -1,8 +1,9 @@
 """Tests: what a worker process loads. The fork server imports ``gateway_core.server.worker``
 and every worker starts as a copy of it, so each package that module pulls in costs every
 worker its resident memory. The control path's packages stay out: the admin server (aiohttp),
-DNS (dnspython), configuration files (YAML, the loader, validation), JWT (PyJWT and
-cryptography, until a rule needs them) and gRPC health checks (grpcio)."""
+DNS (dnspython), configuration files (YAML, the loader, validation), the configuration models
+and the compiler (pydantic: workers receive compiled snapshots), JWT (PyJWT and cryptography,
+until a rule needs them) and gRPC health checks (grpcio)."""
 
 from __future__ import annotations
 
@@ -20,9 +21,13 @@ CONTROL_PATH_ONLY = (
     "cryptography",
     "grpc",
     "opentelemetry",
+    "pydantic",
+    "pydantic_core",
+    "gateway_core.compiler",
+    "gateway_core.config.resources",
+    "gateway_core.config.validation",
     "gateway_core.pipeline",
     "gateway_core.config.loader",
-    "gateway_core.config.validation",
     "gateway_core.server.admin",
     "gateway_core.server.dashboard",
     "gateway_core.server.supervisor",
@@ -44,7 +49,7 @@ def _loaded(modules: set[str], package: str) -> list[str]:
 
 def test_the_worker_module_leaves_the_control_path_packages_out() -> None:
     modules = _modules_after("import gateway_core.server.worker")
-    assert "gateway_core.compiler" in modules and "gateway_core.server.app" in modules
+    assert "gateway_core.server.app" in modules and "gateway_core.server.channel" in modules
     loaded = {p: _loaded(modules, p) for p in CONTROL_PATH_ONLY}
     assert not any(loaded.values()), {p: m[:3] for p, m in loaded.items() if m}
 
