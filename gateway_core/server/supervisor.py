@@ -195,8 +195,10 @@ class Supervisor(Gateway):
     async def _rollout(self, result: BuildResult, clusters: dict[str, Cluster]) -> None:
         assert result.snapshot is not None
         version = result.snapshot.version
-        try:
-            packed = pack_snapshot(result.snapshot)
+        try:  # in a thread: a large snapshot takes tens of milliseconds to pickle
+            packed = await asyncio.get_running_loop().run_in_executor(
+                None, pack_snapshot, result.snapshot
+            )
         except Exception as exc:  # the snapshot holds an object that cannot be sent
             raise RolloutError(f"cannot hand version {version} to the workers: {exc}") from exc
         message = Apply(version, packed, {k: host_rows(c.hosts) for k, c in clusters.items()})
