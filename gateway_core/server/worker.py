@@ -4,7 +4,7 @@
 A worker is a ``Gateway`` whose listeners use ``SO_REUSEPORT`` (the kernel spreads connections
 over the workers), whose clusters follow the supervisor's hosts and health and report upstream
 outcomes back in batches (``upstream/shared_hosts.py``), and which has no admin server, no file
-watchers and no DNS or health-check tasks of its own. It compiles the resources the supervisor
+watchers and no DNS or health-check tasks of its own. It serves the snapshots the supervisor
 compiled and sends back what version it serves: it never loads configuration files or compiles
 them, so the configuration models and the compiler are not even imported here.
 
