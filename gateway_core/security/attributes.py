@@ -144,9 +144,6 @@ class HeaderGetter:
         value = f.headers.get(self.name)
         return value.decode("latin-1") if value is not None else None
 
-    def __reduce__(self) -> tuple[type[HeaderGetter], tuple[bytes]]:
-        return HeaderGetter, (self.name,)
-
 
 class ClaimGetter:
     """``request.auth.claims[<name>][<nested>]...``: a string claim, or the strings of a list."""
@@ -169,9 +166,6 @@ class ClaimGetter:
         if isinstance(value, list | tuple):
             return tuple(v for v in value if isinstance(v, str))
         return None  # numbers, booleans, objects: Envoy's string matchers never match them
-
-    def __reduce__(self) -> tuple[type[ClaimGetter], tuple[tuple[str, ...]]]:
-        return ClaimGetter, (self.path,)
 
 
 def resolve_when_key(key: str) -> AttributeRef | str:
